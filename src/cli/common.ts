@@ -1,0 +1,100 @@
+// What every command shares: exit codes scripts can rely on, one-line errors, JSON output,
+// progress bars only on a TTY, and parsers for the units people type.
+import { SingleBar, Presets } from 'cli-progress'
+import { ShoalError, InvalidArgumentError } from '../core/errors.js'
+
+/** Exit codes (docs/cli.md). */
+export const EXIT = {
+  ok: 0,
+  /** Something failed: I/O, network, a peer refused. */
+  failure: 1,
+  /** The command line or a config file is wrong. */
+  usage: 2,
+  /** A signature, hash, expiry or trust check refused the input. */
+  untrusted: 3
+} as const
+
+const UNTRUSTED_CODES = new Set([
+  'ERR_SIGNATURE_THRESHOLD', 'ERR_EXPIRED', 'ERR_ROLLBACK', 'ERR_UNKNOWN_KEYTYPE', 'ERR_PAYLOAD_DECRYPT',
+  'ERR_BLOB_CID', 'ERR_BLOB_AUTH', 'ERR_BLOB_FORMAT', 'ERR_BLOB_SIZE', 'ERR_FILE_HASH', 'ERR_DECODE',
+  'ERR_OVERSIZE', 'ERR_INVALID_PATH', 'ERR_UNSAFE_PATH', 'ERR_MIX_AND_MATCH', 'ERR_WRONG_PACKAGE'
+])
+
+export function exitCodeFor (err: unknown): number {
+  if (err instanceof ShoalError) {
+    if (err.code === 'ERR_INVALID_ARGUMENT' || err.code === 'ERR_CONFIG' || err.code === 'ERR_INVALID_CHUNKER_OPTIONS') return EXIT.usage
+    if (UNTRUSTED_CODES.has(err.code) || err.code.startsWith('ERR_EXPIRED') || err.code.startsWith('ERR_SIGNATURE')) return EXIT.untrusted
+  }
+  return EXIT.failure
+}
+
+/** One line a person can act on; the code in brackets is for scripts and support. */
+export function describeError (err: unknown): string {
+  if (err instanceof ShoalError) return `${err.message} [${err.code}]`
+  if (err instanceof Error) return err.message
+  return String(err)
+}
+
+export function printJson (value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+export interface Progress {
+  update: (done: number, payload?: Record<string, unknown>) => void
+  setTotal: (total: number) => void
+  stop: () => void
+}
+
+/** A progress bar on stderr when it is a TTY and the output is not JSON; otherwise nothing. */
+export function progressBar (label: string, total: number, enabled: boolean): Progress {
+  if (!enabled || process.stderr.isTTY !== true) {
+    return { update: () => {}, setTotal: () => {}, stop: () => {} }
+  }
+  const bar = new SingleBar({
+    format: `${label} [{bar}] {percentage}% | {value}/{total} MB | {speed} MB/s`,
+    stream: process.stderr,
+    hideCursor: true
+  }, Presets.shades_classic)
+  const started = Date.now()
+  const mb = (n: number): number => Math.round(n / 1e5) / 10
+  bar.start(mb(total), 0, { speed: '0' })
+  return {
+    update: (done) => {
+      const secs = Math.max((Date.now() - started) / 1000, 0.001)
+      bar.update(mb(done), { speed: (done / 1e6 / secs).toFixed(1) })
+    },
+    setTotal: (t) => { bar.setTotal(mb(t)) },
+    stop: () => { bar.stop() }
+  }
+}
+
+const DURATION = /^(\d+)(s|m|h|d|w)$/
+const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 }
+
+/** "90d", "12h", "30m", "45s", "2w" → milliseconds. */
+export function parseDuration (text: string, what: string): number {
+  const m = DURATION.exec(text.trim())
+  if (m === null) throw new InvalidArgumentError(`${what}: "${text}" is not a duration; use a number and a unit, e.g. 90d, 12h, 30m, 45s`)
+  const ms = Number(m[1]) * (UNIT_MS[m[2] as string] as number)
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new InvalidArgumentError(`${what}: "${text}" is out of range`)
+  return ms
+}
+
+const SIZE = /^(\d+)\s*(B|KiB|MiB|GiB|K|M|G|KB|MB|GB)?$/i
+const SIZE_UNITS: Record<string, number> = { b: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9 }
+
+/** "16KiB", "4096", "1MiB", "10MB" → bytes. */
+export function parseSize (text: string, what: string): number {
+  const m = SIZE.exec(text.trim())
+  if (m === null) throw new InvalidArgumentError(`${what}: "${text}" is not a size; use e.g. 16KiB, 1MiB or a number of bytes`)
+  const n = Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] as number)
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what}: "${text}" is out of range`)
+  return n
+}
+
+export function parseIntArg (text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text.trim())) throw new InvalidArgumentError(`${what}: "${text}" is not a whole number`)
+  const n = Number(text)
+  if (n < min || n > max) throw new InvalidArgumentError(`${what}: ${n} is out of range (${min}–${max})`)
+  return n
+}

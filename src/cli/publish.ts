@@ -1,0 +1,107 @@
+import type { Command } from 'commander'
+import { resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { publishRelease, type PublishResult } from '../publish/publisher.js'
+import { loadPublisherKeys } from '../publish/keys-dir.js'
+import { parseDuration, parseIntArg, parseSize, printJson, progressBar } from './common.js'
+import { InvalidArgumentError } from '../core/errors.js'
+
+interface PublishFlags {
+  name: string
+  version: string
+  keys: string
+  repo: string
+  channel: string
+  seq?: string
+  expires: string
+  preinstall?: string
+  postinstall?: string
+  notes?: string
+  minChunk?: string
+  avgChunk?: string
+  maxChunk?: string
+  brotliQuality: string
+  threads?: string
+  json?: boolean
+}
+
+async function readText (path: string, flag: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    throw new InvalidArgumentError(`${flag}: cannot read ${path}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+export function formatPublish (r: PublishResult): string {
+  const mb = (n: number): string => (n / 1e6).toFixed(2) + ' MB'
+  return `published ${r.package}@${r.version} to channel ${r.channel} (seq ${r.seq})\n` +
+    `  files ${r.files} · chunks ${r.chunks} (${r.uniqueChunks} distinct, ${r.newChunks} new)\n` +
+    `  input ${mb(r.inputBytes)} · blobs ${mb(r.blobBytes)} · new blobs ${mb(r.newBlobBytes)} · ${r.mbPerSec.toFixed(1)} MB/s\n` +
+    `  manifest ${r.manifestPath} (${r.manifestBytes} bytes, id ${r.manifestId})\n`
+}
+
+export function registerPublish (program: Command): void {
+  program.command('publish')
+    .description('chunk, compress, encrypt and sign a release into a repository folder')
+    .argument('<input>', 'a folder, .tar, .tgz/.tar.gz or .zip (archives are unpacked first)')
+    .requiredOption('--name <package>', 'package name ([a-z0-9][a-z0-9._-]*)')
+    .requiredOption('--version <semver>', 'release version (semantic version)')
+    .requiredOption('--keys <dir>', 'the keys folder from `shoal keys init`')
+    .requiredOption('--repo <dir>', 'repository folder to write blobs and the manifest into (created if absent)')
+    .option('--channel <name>', 'release channel', 'stable')
+    .option('--seq <n>', 'manifest sequence number (default: one more than the highest in the repo)')
+    .option('--expires <duration>', 'manifest lifetime', '365d')
+    .option('--preinstall <script>', 'shell script run before the switch (signed into the manifest)')
+    .option('--postinstall <script>', 'shell script run after the switch')
+    .option('--notes <file>', 'release notes (text) shown to users before install')
+    .option('--min-chunk <size>', 'FastCDC minimum chunk size (default 4KiB)')
+    .option('--avg-chunk <size>', 'FastCDC average chunk size (default 16KiB)')
+    .option('--max-chunk <size>', 'FastCDC maximum chunk size (default 64KiB)')
+    .option('--brotli-quality <q>', 'per-chunk brotli quality 0–11', '5')
+    .option('--threads <n>', 'sealing worker threads (default: all cores)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Examples:
+  shoal publish ./build --name hello --version 1.0.0 --keys ./fleet-keys --repo ./repo
+  shoal publish app-2.1.0.tgz --name app --version 2.1.0 --keys ./fleet-keys --repo ./repo --json`)
+    .action(async (input: string, o: PublishFlags) => {
+      const keys = await loadPublisherKeys(resolve(o.keys))
+      const chunker: Record<string, number> = {}
+      if (o.minChunk !== undefined) chunker.minSize = parseSize(o.minChunk, '--min-chunk')
+      if (o.avgChunk !== undefined) chunker.avgSize = parseSize(o.avgChunk, '--avg-chunk')
+      if (o.maxChunk !== undefined) chunker.maxSize = parseSize(o.maxChunk, '--max-chunk')
+      const hooks: { preinstall?: string, postinstall?: string } = {}
+      if (o.preinstall !== undefined) hooks.preinstall = await readText(o.preinstall, '--preinstall')
+      if (o.postinstall !== undefined) hooks.postinstall = await readText(o.postinstall, '--postinstall')
+      const bar = progressBar('publish', 0, o.json !== true)
+      let total = -1
+      try {
+        const res = await publishRelease({
+          input: resolve(input),
+          package: o.name,
+          version: o.version,
+          channel: o.channel,
+          repoDir: resolve(o.repo),
+          signers: keys.publisherKeys,
+          contentKey: keys.fleet.contentKey,
+          ...(o.seq !== undefined ? { seq: parseIntArg(o.seq, '--seq', 1, Number.MAX_SAFE_INTEGER) } : {}),
+          expires: new Date(Date.now() + parseDuration(o.expires, '--expires')),
+          chunker,
+          brotliQuality: parseIntArg(o.brotliQuality, '--brotli-quality', 0, 11),
+          ...(o.threads !== undefined ? { threads: parseIntArg(o.threads, '--threads', 1, 64) } : {}),
+          hooks,
+          ...(o.notes !== undefined ? { notes: await readText(o.notes, '--notes') } : {}),
+          onProgress: (done, t) => {
+            if (t !== total) { total = t; bar.setTotal(t) }
+            bar.update(done)
+          }
+        })
+        bar.stop()
+        if (o.json === true) printJson(res)
+        else process.stdout.write(formatPublish(res))
+      } finally {
+        bar.stop()
+      }
+    })
+}

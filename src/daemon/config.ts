@@ -1,0 +1,168 @@
+// The daemon's JSON config: validated field by field, unknown fields refused by name, defaults
+// in one place. docs/config.md documents every field; test/daemon/config.test.ts keeps the two
+// in step.
+import { readFile } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { ShoalError } from '../core/errors.js'
+
+export class ConfigError extends ShoalError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('ERR_CONFIG', message, options)
+  }
+}
+
+export type Role = 'seed' | 'endpoint'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface DaemonConfig {
+  role: Role
+  /** State directory: LevelDB, blobs, the PeerId. */
+  stateDir: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  /** Seeds to connect to (multiaddrs with /p2p/<peerId>). */
+  seeds: string[]
+  /** enroll.json (endpoint) or seed-enroll.json (seed). */
+  enroll: string
+  /** Site label; peers with the same label are one site (the swarm issue adds mDNS). */
+  site: string | null
+  /** Rollout ring of this endpoint. */
+  ring: string
+  /** Local HTTP API "host:port"; null disables it. */
+  api: string | null
+  /** WAN budget in bytes/s for fetches from seeds; 0 = unlimited. */
+  wanRate: number
+  /** Where packages are installed (endpoint). */
+  installRoot: string
+  /** Channels this endpoint follows. */
+  channels: string[]
+  /** How often an endpoint polls its seeds for channel heads, in ms. */
+  pollInterval: number
+  /** Hook timeout in ms. */
+  hookTimeout: number
+  /** Lifetime of channel heads the seed signs, in ms. */
+  headLifetime: number
+  /** Seed only: PeerIds allowed to upload releases; empty = any fleet member whose manifest verifies. */
+  publishers: string[]
+  /** Clock-skew allowance when checking expiry, in seconds. */
+  expiryGrace: number
+  logLevel: LogLevel
+}
+
+export const CONFIG_DEFAULTS = {
+  listen: ['/ip4/0.0.0.0/tcp/7700'],
+  seeds: [] as string[],
+  site: null,
+  ring: 'broad',
+  api: '127.0.0.1:7701',
+  wanRate: 0,
+  channels: ['stable'],
+  pollInterval: 60_000,
+  hookTimeout: 300_000,
+  headLifetime: 24 * 3600_000,
+  publishers: [] as string[],
+  expiryGrace: 300,
+  logLevel: 'info' as LogLevel
+}
+
+type Check = (v: unknown, field: string) => unknown
+
+const str: Check = (v, f) => {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(`config field "${f}" must be a non-empty string`)
+  return v
+}
+const strList: Check = (v, f) => {
+  if (!Array.isArray(v) || v.some(x => typeof x !== 'string' || x.length === 0)) throw new ConfigError(`config field "${f}" must be a list of non-empty strings`)
+  return v
+}
+const nonNegInt: Check = (v, f) => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`config field "${f}" must be a whole number ≥ 0`)
+  return v
+}
+const posInt: Check = (v, f) => {
+  if (nonNegInt(v, f) === 0) throw new ConfigError(`config field "${f}" must be a whole number > 0`)
+  return v
+}
+const oneOf = (...allowed: string[]): Check => (v, f) => {
+  if (typeof v !== 'string' || !allowed.includes(v)) throw new ConfigError(`config field "${f}" must be one of ${allowed.map(a => `"${a}"`).join(', ')}`)
+  return v
+}
+const label: Check = (v, f) => {
+  str(v, f)
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v as string)) throw new ConfigError(`config field "${f}" must be a label of letters, digits, ".", "_" or "-" (at most 64)`)
+  return v
+}
+const hostPort: Check = (v, f) => {
+  if (v === null) return null
+  str(v, f)
+  const m = /^(.+):(\d{1,5})$/.exec(v as string)
+  if (m === null || Number(m[2]) > 65535) throw new ConfigError(`config field "${f}" must be "host:port", e.g. "127.0.0.1:7701"`)
+  return v
+}
+
+const FIELDS: Record<keyof DaemonConfig, Check> = {
+  role: oneOf('seed', 'endpoint'),
+  stateDir: str,
+  listen: strList,
+  seeds: strList,
+  enroll: str,
+  site: (v, f) => v === null ? null : label(v, f),
+  ring: label,
+  api: hostPort,
+  wanRate: nonNegInt,
+  installRoot: str,
+  channels: (v, f) => { strList(v, f); (v as string[]).forEach((c, i) => label(c, `${f}[${i}]`)); return v },
+  pollInterval: posInt,
+  hookTimeout: posInt,
+  headLifetime: posInt,
+  publishers: strList,
+  expiryGrace: nonNegInt,
+  logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
+}
+
+/**
+ * Validates a parsed config. Relative paths are resolved against `baseDir` (the config file's
+ * folder), so a config works from any working directory.
+ */
+export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('config must be a JSON object')
+  const o = raw as Record<string, unknown>
+  for (const k of Object.keys(o)) {
+    if (!(k in FIELDS) && k !== '$comment') throw new ConfigError(`unknown config field "${k}" (see docs/config.md for the fields)`)
+  }
+  for (const req of ['role', 'stateDir', 'enroll'] as const) {
+    if (!(req in o)) throw new ConfigError(`config field "${req}" is required`)
+  }
+  const merged: Record<string, unknown> = { ...CONFIG_DEFAULTS, ...o }
+  if (!('installRoot' in o)) merged.installRoot = resolve(String(o.stateDir), 'apps')
+  const out: Record<string, unknown> = {}
+  for (const [k, check] of Object.entries(FIELDS)) out[k] = check(merged[k], k)
+  const cfg = out as unknown as DaemonConfig
+  const abs = (p: string): string => isAbsolute(p) ? p : resolve(baseDir, p)
+  cfg.stateDir = abs(cfg.stateDir)
+  cfg.enroll = abs(cfg.enroll)
+  cfg.installRoot = isAbsolute(cfg.installRoot) ? cfg.installRoot : resolve(baseDir, cfg.installRoot)
+  if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
+    throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
+  }
+  return cfg
+}
+
+export async function loadConfig (path: string, overrides: Partial<Record<keyof DaemonConfig, unknown>> = {}): Promise<DaemonConfig> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+    for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (raw as Record<string, unknown>)[k] = v
+  }
+  return parseConfig(raw, dirname(resolve(path)))
+}

@@ -1,0 +1,66 @@
+// Defaults of the net layer in one place, so the wire spec (docs/wire.md), the tests and the bench
+// quote the same numbers. Protocol ids are part of the wire format: bump the version to change one.
+
+/** Fleet admission handshake, run on every new connection when admission = 'handshake'. */
+export const ADMIT_PROTOCOL = '/shoal/admit/1'
+/** Bulk blob transfer: one long-lived, credit-controlled stream per peer pair. */
+export const BLOBS_PROTOCOL = '/shoal/blobs/1'
+/** libp2p identify; gated behind admission so outsiders do not learn our protocols and addresses. */
+export const IDENTIFY_PROTOCOL = '/ipfs/id/1.0.0'
+
+/** Bytes of the fleet network key (DESIGN §2: HKDF output shared by every fleet member). */
+export const NETWORK_KEY_BYTES = 32
+/** Bytes of each side's random nonce in the admission handshake. */
+export const ADMIT_NONCE_BYTES = 32
+/** Domain-separation label of the admission MAC. */
+export const ADMIT_LABEL = 'shoal/v1/admit'
+/**
+ * A connection that has not proved the network key within this time is closed. Generous for a
+ * loaded machine (the handshake is two round trips), short enough that an outsider holds nothing.
+ */
+export const ADMIT_TIMEOUT_MS = 5_000
+
+/**
+ * libp2p's defaults suit a public DHT node, not many daemons on one host or behind one NAT:
+ * 5 inbound connections a second per host and 10 pending upgrades trip in tests and on busy sites.
+ */
+export const CONNECTION_LIMITS = {
+  maxConnections: 1_000,
+  inboundConnectionThreshold: 1_000,
+  maxIncomingPendingConnections: 256,
+  maxParallelDials: 100,
+  dialTimeout: 10_000
+} as const
+
+/** mplex closes a connection above this many new inbound streams a second (default 5). */
+export const MPLEX_DISCONNECT_THRESHOLD = 10_000
+
+/** Largest blob we ever fetch or serve (DESIGN §3: chunks ≤ 64 KiB, deltas and manifests more). */
+export const MAX_BLOB_BYTES = 32 * 1024 * 1024
+/** Blob data per DATA frame: the server slices blobs into pieces of at most this size. */
+export const BLOBS_MAX_CHUNK = 64 * 1024
+/** Largest blobs-protocol frame payload: a DATA frame (type, request id, chunk). */
+export const BLOBS_MAX_FRAME = BLOBS_MAX_CHUNK + 16
+/** Bytes of blob data the client lets one server have in flight (its receive window). */
+export const BLOBS_DEFAULT_WINDOW = 4 * 1024 * 1024
+/**
+ * Requests a server accepts outstanding on one stream (it tells the client in HELLO). Queued
+ * requests cost the server 41 bytes each; blob memory is bounded by readAhead and the window.
+ * Fewer than ~128 × 16 KiB left the receiver idle part of the time in bench/net.ts.
+ */
+export const BLOBS_DEFAULT_MAX_INFLIGHT = 128
+/** Source reads a server runs at once per stream: bounds the blob bytes it holds for one peer. */
+export const BLOBS_DEFAULT_READ_AHEAD = 8
+/** …and the bytes those may hold, counted by maxSize until read (one larger blob may go alone). */
+export const BLOBS_DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024
+/** Requests a server accepts outstanding across all streams before it answers `busy`. */
+export const BLOBS_DEFAULT_MAX_INFLIGHT_TOTAL = 4_096
+/** A fetch fails with a timeout if its response is not complete this long after it was sent. */
+export const BLOBS_DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+/** A stream with requests outstanding and no byte received for this long is declared dead. */
+export const BLOBS_DEFAULT_IDLE_TIMEOUT_MS = 30_000
+/** Time allowed to open a blobs stream: dial, admission, protocol negotiation, server HELLO. */
+export const BLOBS_DEFAULT_OPEN_TIMEOUT_MS = 15_000
+
+/** Default time limit of one request/response call. */
+export const RPC_DEFAULT_TIMEOUT_MS = 15_000

@@ -1,0 +1,319 @@
+// Content-addressed blob files: `<dir>/blobs/ab/cdef…` where `abcdef…` is the hex SHA-256 of the
+// file's bytes. The same layout is the publisher's repository, a static HTTP origin and the
+// daemon's state directory (docs/storage.md).
+//
+// Invariant: a file under its final name always hashes to its name (short of disk corruption,
+// which verifyAll repairs). Bytes are checked before anything becomes visible, written to a temp
+// name in the same folder and renamed; readers never see a partial blob, a crash leaves at most a
+// temp file that the next open removes.
+import { createHash } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { InvalidArgumentError, OversizeError } from '../core/errors.js'
+import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
+import { fsyncDir, isNotFound, mapDiskFull, processAlive, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
+
+export { BlobCidMismatchError } from '../core/seal.js'
+export { StorageFullError } from './fs-util.js'
+
+export interface PutOptions {
+  /**
+   * fsync the blob and its folder before returning (default true). A bulk writer (the publisher)
+   * passes false and syncs the file system once at the end; until then a crash can leave a
+   * damaged blob under its final name, which verifyAll finds and removes.
+   */
+  durable?: boolean
+}
+
+export interface GetOptions {
+  /** Re-hash the bytes read; a blob damaged on disk is deleted and reported absent (null). */
+  verify?: boolean
+}
+
+const PREFIX = /^[0-9a-f]{2}$/
+const BLOB_NAME = /^[0-9a-f]{62}$/
+/** A temp file whose writer still runs is left alone, unless it is this old (pid reused after a reboot). */
+const STALE_TEMP_MS = 24 * 60 * 60 * 1000
+
+function sha256Hex (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+async function writeAll (fh: FileHandle, data: Uint8Array): Promise<void> {
+  let off = 0
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off)
+    off += bytesWritten
+  }
+}
+
+export class BlobStore {
+  readonly blobsDir: string
+  /** Writes in progress in this instance, by cid: a second put of the same cid waits for the first. */
+  private readonly inflight = new Map<string, Promise<boolean>>()
+
+  private constructor (readonly dir: string) {
+    this.blobsDir = join(dir, 'blobs')
+  }
+
+  /** Opens (creating if needed) the blob folder of `dir` and removes temp files left by a crash. */
+  static async open (dir: string): Promise<BlobStore> {
+    const store = new BlobStore(dir)
+    try {
+      await mkdir(store.blobsDir, { recursive: true })
+      await store.sweepTemps()
+    } catch (err) {
+      mapDiskFull(err, dir, 'the blob folder')
+    }
+    return store
+  }
+
+  path (cid: Uint8Array): string {
+    return this.pathHex(cidToHex(cid))
+  }
+
+  async has (cid: Uint8Array): Promise<boolean> {
+    return (await this.size(cid)) !== null
+  }
+
+  async size (cid: Uint8Array): Promise<number | null> {
+    try {
+      const st = await stat(this.path(cid))
+      return st.isFile() ? st.size : null
+    } catch (err) {
+      if (isNotFound(err)) return null
+      throw err
+    }
+  }
+
+  async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
+    const hex = cidToHex(cid)
+    const path = this.pathHex(hex)
+    let blob: Buffer
+    try {
+      blob = await readFile(path)
+    } catch (err) {
+      if (isNotFound(err)) return null
+      throw err
+    }
+    if (opts.verify === true && sha256Hex(blob) !== hex) {
+      await unlinkQuiet(path)
+      return null
+    }
+    return blob
+  }
+
+  /**
+   * Stores `blob` under `cid` after checking SHA-256(blob) = cid. Returns false if the blob was
+   * already present. Throws BlobCidMismatchError (nothing written) or StorageFullError (nothing
+   * partial left).
+   */
+  async put (cid: Uint8Array, blob: Uint8Array, opts: PutOptions = {}): Promise<boolean> {
+    const hex = cidToHex(cid)
+    const actual = sha256Hex(blob)
+    if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
+    return await this.once(hex, async () => {
+      if (await this.hasHex(hex)) return false
+      await this.commit(hex, async fh => { await writeAll(fh, blob) }, opts.durable ?? true)
+      return true
+    })
+  }
+
+  /**
+   * Streams a blob of at most `maxSize` bytes to disk, hashing as it writes; refuses with
+   * OversizeError as soon as more arrives, with BlobCidMismatchError if the hash is wrong. If the
+   * blob is already present (or being written by this instance) `source` is not read and the
+   * result is false.
+   */
+  async putStream (cid: Uint8Array, maxSize: number, source: AsyncIterable<Uint8Array>, opts: PutOptions = {}): Promise<boolean> {
+    const hex = cidToHex(cid)
+    if (!Number.isSafeInteger(maxSize) || maxSize < 0) throw new InvalidArgumentError(`maxSize must be a non-negative integer, got ${maxSize}`)
+    return await this.once(hex, async () => {
+      if (await this.hasHex(hex)) return false
+      await this.commit(hex, async fh => {
+        const hash = createHash('sha256')
+        let n = 0
+        for await (const chunk of source) {
+          n += chunk.length
+          // Leaving the loop early makes for-await call source.return(): nothing more is read.
+          if (n > maxSize) throw new OversizeError(`blob ${hex}`, maxSize)
+          hash.update(chunk)
+          await writeAll(fh, chunk)
+        }
+        const actual = hash.digest('hex')
+        if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
+      }, opts.durable ?? true)
+      return true
+    })
+  }
+
+  async delete (cid: Uint8Array): Promise<void> {
+    try {
+      await unlink(this.path(cid))
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+    }
+  }
+
+  /** Every cid present, in no particular order. Blobs added or removed meanwhile may or may not show. */
+  async * list (): AsyncGenerator<Uint8Array> {
+    for (const prefix of await this.prefixes()) {
+      let names: string[]
+      try {
+        names = await readdir(join(this.blobsDir, prefix))
+      } catch (err) {
+        if (isNotFound(err)) continue
+        throw err
+      }
+      for (const name of names) {
+        if (BLOB_NAME.test(name)) yield cidFromHex(prefix + name)
+      }
+    }
+  }
+
+  /** Re-hashes every blob and deletes those that no longer match their cid; also removes stale temp files. */
+  async verifyAll (): Promise<{ ok: number, removed: number }> {
+    await this.sweepTemps()
+    let ok = 0
+    let removed = 0
+    for await (const cid of this.list()) {
+      const hex = cidToHex(cid)
+      let blob: Buffer
+      try {
+        blob = await readFile(this.pathHex(hex))
+      } catch (err) {
+        if (isNotFound(err)) continue
+        throw err
+      }
+      if (sha256Hex(blob) === hex) {
+        ok++
+      } else {
+        await unlinkQuiet(this.pathHex(hex))
+        removed++
+      }
+    }
+    return { ok, removed }
+  }
+
+  async stats (): Promise<{ blobs: number, bytes: number }> {
+    let blobs = 0
+    let bytes = 0
+    for await (const cid of this.list()) {
+      const size = await this.size(cid)
+      if (size === null) continue
+      blobs++
+      bytes += size
+    }
+    return { blobs, bytes }
+  }
+
+  private pathHex (hex: string): string {
+    return join(this.blobsDir, hex.slice(0, 2), hex.slice(2))
+  }
+
+  private async hasHex (hex: string): Promise<boolean> {
+    try {
+      return (await stat(this.pathHex(hex))).isFile()
+    } catch (err) {
+      if (isNotFound(err)) return false
+      throw err
+    }
+  }
+
+  private async prefixes (): Promise<string[]> {
+    try {
+      return (await readdir(this.blobsDir)).filter(n => PREFIX.test(n))
+    } catch (err) {
+      if (isNotFound(err)) return []
+      throw err
+    }
+  }
+
+  /**
+   * Runs `write` once per cid at a time in this instance: a concurrent second call waits and
+   * reports false (the blob is there); if the first failed, the second tries itself. Across
+   * instances or processes, unique temp names and rename make duplicate writes harmless.
+   */
+  private async once (hex: string, write: () => Promise<boolean>): Promise<boolean> {
+    const running = this.inflight.get(hex)
+    if (running !== undefined) {
+      try {
+        await running
+        return false
+      } catch {
+        // The other writer failed (bad bytes, full disk); ours may still succeed.
+      }
+    }
+    const p = write()
+    this.inflight.set(hex, p)
+    try {
+      return await p
+    } finally {
+      if (this.inflight.get(hex) === p) this.inflight.delete(hex)
+    }
+  }
+
+  /** Temp file in the blob's own folder → `fill` → fsync → rename → fsync folder; no trace on failure. */
+  private async commit (hex: string, fill: (fh: FileHandle) => Promise<void>, durable: boolean): Promise<void> {
+    const final = this.pathHex(hex)
+    const folder = dirname(final)
+    const tmp = tempPathFor(final)
+    try {
+      let fh: FileHandle
+      try {
+        fh = await open(tmp, 'wx', 0o644)
+      } catch (err) {
+        if (!isNotFound(err)) throw err
+        await mkdir(folder, { recursive: true })
+        if (durable) await fsyncDir(this.blobsDir)
+        fh = await open(tmp, 'wx', 0o644)
+      }
+      try {
+        await fill(fh)
+        if (durable) await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await rename(tmp, final)
+    } catch (err) {
+      await unlinkQuiet(tmp)
+      mapDiskFull(err, this.dir, `blob ${hex}`)
+    }
+    if (durable) await fsyncDir(folder)
+  }
+
+  /** Removes temp files whose writer is gone (crashed) or that are older than a day. */
+  private async sweepTemps (): Promise<number> {
+    let removed = 0
+    const now = Date.now()
+    for (const prefix of await this.prefixes()) {
+      const folder = join(this.blobsDir, prefix)
+      let names: string[]
+      try {
+        names = await readdir(folder)
+      } catch (err) {
+        if (isNotFound(err)) continue
+        throw err
+      }
+      for (const name of names) {
+        const pid = tempWriterPid(name)
+        if (pid === null) continue
+        const path = join(folder, name)
+        let stale = !processAlive(pid)
+        if (!stale) {
+          try {
+            stale = now - (await stat(path)).mtimeMs > STALE_TEMP_MS
+          } catch {
+            continue
+          }
+        }
+        if (stale) {
+          await unlinkQuiet(path)
+          removed++
+        }
+      }
+    }
+    return removed
+  }
+}

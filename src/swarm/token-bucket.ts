@@ -1,0 +1,98 @@
+// The WAN budget: a token bucket in bytes. Callers take what they are about to fetch before
+// fetching it, so a burst never exceeds `burst` bytes and the long-run rate never exceeds `rate`.
+// Waiters are served in order, so one large request cannot be starved by many small ones.
+
+export interface TokenBucketOptions {
+  /** Bytes per second; 0 means unlimited. */
+  rate: number
+  /** Largest burst in bytes; defaults to one second of rate (at least 256 KiB). */
+  burst?: number
+  now?: () => number
+}
+
+interface Waiter { n: number, resolve: () => void, reject: (err: unknown) => void, signal?: AbortSignal, onAbort?: () => void }
+
+export class TokenBucket {
+  private rate: number
+  private burst: number
+  private tokens: number
+  private last: number
+  private readonly now: () => number
+  private readonly queue: Waiter[] = []
+  private timer: NodeJS.Timeout | null = null
+
+  constructor (o: TokenBucketOptions) {
+    this.now = o.now ?? (() => performance.now())
+    this.rate = o.rate
+    this.burst = o.burst ?? Math.max(o.rate, 256 * 1024)
+    this.tokens = this.burst
+    this.last = this.now()
+  }
+
+  get unlimited (): boolean {
+    return this.rate <= 0
+  }
+
+  /** Changes the rate (the swarm shares a site's budget among the peers fetching at the moment). */
+  setRate (rate: number, burst?: number): void {
+    this.refill()
+    this.rate = rate
+    this.burst = burst ?? Math.max(rate, 256 * 1024)
+    this.tokens = Math.min(this.tokens, this.burst)
+    this.pump()
+  }
+
+  private refill (): void {
+    const t = this.now()
+    if (this.rate > 0) this.tokens = Math.min(this.burst, this.tokens + (t - this.last) / 1000 * this.rate)
+    this.last = t
+  }
+
+  /** Resolves once `n` bytes may be sent. A request larger than the burst is let through when the bucket is full, leaving it in debt. */
+  async take (n: number, signal?: AbortSignal): Promise<void> {
+    if (this.unlimited) return
+    signal?.throwIfAborted()
+    if (this.queue.length === 0) {
+      this.refill()
+      if (this.tokens >= Math.min(n, this.burst)) {
+        this.tokens -= n
+        return
+      }
+    }
+    await new Promise<void>((resolve, reject) => {
+      const w: Waiter = { n, resolve, reject }
+      if (signal !== undefined) {
+        w.signal = signal
+        w.onAbort = () => {
+          const i = this.queue.indexOf(w)
+          if (i >= 0) this.queue.splice(i, 1)
+          reject(signal.reason)
+          this.pump()
+        }
+        signal.addEventListener('abort', w.onAbort, { once: true })
+      }
+      this.queue.push(w)
+      this.pump()
+    })
+  }
+
+  private pump (): void {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null }
+    this.refill()
+    while (this.queue.length > 0) {
+      const w = this.queue[0] as Waiter
+      if (!this.unlimited && this.tokens < Math.min(w.n, this.burst)) break
+      this.queue.shift()
+      if (w.onAbort !== undefined) w.signal?.removeEventListener('abort', w.onAbort)
+      if (!this.unlimited) this.tokens -= w.n
+      w.resolve()
+    }
+    if (this.queue.length > 0) {
+      const w = this.queue[0] as Waiter
+      const missing = Math.min(w.n, this.burst) - this.tokens
+      const wait = Math.max(1, Math.ceil(missing / this.rate * 1000))
+      this.timer = setTimeout(() => { this.timer = null; this.pump() }, wait)
+      this.timer.unref?.()
+    }
+  }
+}
