@@ -1,0 +1,33 @@
+// `npm run bench`: every benchmark, each beside its ceiling measured in the same run; results
+// go to bench/results/<name>.json and a table to stdout. `--bytes N` scales the data sets
+// (default 1 GiB; use less on a busy machine), `--only name,name` picks benchmarks.
+import '../src/polyfills.js'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { benchChunker } from './chunker.js'
+import { benchSeal } from './seal.js'
+import { benchPublish } from './publish.js'
+import { benchNet } from './net.js'
+
+const MiB = 1024 * 1024
+const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
+const bytes = Number(arg('--bytes') ?? 1024 * MiB)
+const only = arg('--only')?.split(',')
+const results = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bench', 'results')
+
+const benches: Record<string, () => Promise<unknown>> = {
+  chunker: async () => await benchChunker({ bytes }),
+  seal: async () => await benchSeal({ bytes: Math.min(bytes, 64 * MiB) }),
+  publish: async () => await benchPublish({ bytes }),
+  net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
+}
+
+await mkdir(results, { recursive: true })
+for (const [name, run] of Object.entries(benches)) {
+  if (only !== undefined && !only.includes(name)) continue
+  process.stdout.write(`\n== ${name} (${(bytes / MiB).toFixed(0)} MiB)\n`)
+  const r = await run()
+  console.table(r)
+  await writeFile(join(results, `${name}.json`), JSON.stringify({ at: new Date().toISOString(), node: process.version, bytes, result: r }, null, 2) + '\n')
+}
