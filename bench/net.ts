@@ -1,4 +1,4 @@
-// Loopback throughput of the net layer (docs/admission.md quotes it):
+// Loopback throughput of the net layer (docs/security.md quotes it):
 //   raw          a bare libp2p stream (TCP + Noise + yamux, no admission, no shoal code) carrying
 //                64 KiB pieces with backpressure honoured — the ceiling the blobs protocol is held to
 //   raw_sha256   the same, the receiver also hashing every byte: the floor of any verified transfer

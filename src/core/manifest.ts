@@ -126,6 +126,10 @@ export function decodeManifest (bytes: Uint8Array): SignedManifest {
   const p = obj(b.payload, what, 'payload', ['alg', 'nonce', 'ciphertext'])
   need(p, what, 'payload', 'alg', 'nonce', 'ciphertext')
   if (p.alg !== 'aes-256-gcm') throw new DecodeError(what, `payload.alg ${JSON.stringify(p.alg)} is not supported`)
+  for (const f of ['nonce', 'ciphertext'] as const) {
+    const v = p[f]
+    if (typeof v === 'string' && Buffer.from(v, 'base64').toString('base64') !== v) throw new DecodeError(what, `payload.${f} is not canonical base64`)
+  }
   const body: ManifestBody = {
     _type: 'manifest',
     formatVersion: 1,

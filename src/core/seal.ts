@@ -1,4 +1,4 @@
-// Sealing one chunk into a blob and opening it again (DESIGN §3, byte layout in docs/sealing.md).
+// Sealing one chunk into a blob and opening it again (DESIGN §3, byte layout in docs/protocol.md §4).
 //
 //   key   = HMAC-SHA256(contentKey, plaintext)       keyed convergent encryption
 //   msg   = brotli(plaintext) if strictly smaller, else plaintext
@@ -36,7 +36,7 @@ export const MIN_BLOB_BYTES = HEADER_BYTES + TAG_BYTES
 export const MAX_BLOB_BYTES = MAX_CHUNK_PLAINTEXT + MIN_BLOB_BYTES
 export const DEFAULT_BROTLI_QUALITY = 5
 
-/** Domain-separation labels for the two values derived from a chunk key (docs/sealing.md §2). */
+/** Domain-separation labels for the two values derived from a chunk key (docs/protocol.md §4 §2). */
 export const AES_KEY_LABEL = 'shoal/v1/blob/aes-key'
 export const NONCE_LABEL = 'shoal/v1/blob/nonce'
 

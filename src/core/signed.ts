@@ -121,7 +121,11 @@ export function decodeEnvelopeShape (v: unknown, what: string): { signed: unknow
   const signatures = o.signatures.map((s, i) => {
     const so = obj(s, what, `signatures[${i}]`, ['keyid', 'sig'])
     need(so, what, `signatures[${i}]`, 'keyid', 'sig')
-    return { keyid: str(so.keyid, what, `signatures[${i}].keyid`, HEX64), sig: str(so.sig, what, `signatures[${i}].sig`, /^[A-Za-z0-9+/]{86}==$/) }
+    const sig = str(so.sig, what, `signatures[${i}].sig`, /^[A-Za-z0-9+/]{86}==$/)
+    // Base64 leaves 4 spare bits in the last character; only the canonical spelling is accepted,
+    // so one signature has one encoding and one manifest has one id.
+    if (Buffer.from(sig, 'base64').toString('base64') !== sig) throw new DecodeError(what, `signatures[${i}].sig is not canonical base64`)
+    return { keyid: str(so.keyid, what, `signatures[${i}].keyid`, HEX64), sig }
   })
   return { signed: o.signed, signatures }
 }

@@ -1,10 +1,10 @@
 // Fleet admission: only holders of the 32-byte network key may use any shoal protocol.
 //
-// Two modes (docs/admission.md weighs them):
+// Two modes (docs/security.md weighs them):
 // - 'pnet': libp2p's private network (XSalsa20 under the key, below Noise). An outsider cannot
 //   even finish the Noise handshake; every connection that exists is admitted.
 // - 'handshake': right after Noise, the dialer opens /shoal/admit/1 and both sides prove the key
-//   with an HMAC bound to both PeerIds and both nonces (docs/wire.md §2). Until that succeeds no
+//   with an HMAC bound to both PeerIds and both nonces (docs/protocol.md §6.2). Until that succeeds no
 //   shoal handler serves the connection; on failure or timeout the connection is closed.
 //
 // Handlers consult the same small interface in both modes: `isAdmitted` / `whenAdmitted`.
@@ -76,7 +76,7 @@ export function pnetSwarmKey (networkKey: Uint8Array): Uint8Array {
 }
 
 /**
- * The admission MAC (docs/wire.md §2): HMAC-SHA256(networkKey, "shoal/v1/admit" ‖ role ‖
+ * The admission MAC (docs/protocol.md §6.2): HMAC-SHA256(networkKey, "shoal/v1/admit" ‖ role ‖
  * u16 len ‖ initiator PeerId ‖ u16 len ‖ responder PeerId ‖ nonceI ‖ nonceR), role 'I' for the
  * initiator's proof and 'R' for the responder's, so neither proof can be reflected back.
  */

@@ -1,4 +1,4 @@
-// The /shoal/blobs/1 messages, byte for byte (docs/wire.md §3). Each is one frame payload; the
+// The /shoal/blobs/1 messages, byte for byte (docs/protocol.md §6.3). Each is one frame payload; the
 // first byte is its type. Integers are big-endian. Decoders are strict: a wrong length or an
 // unknown type or status is a DecodeError, which the session turns into a protocol error.
 import { DecodeError } from '../core/errors.js'

@@ -1,4 +1,4 @@
-// /shoal/blobs/1, the bulk transfer protocol (docs/wire.md §3): the server (blobs-server.ts)
+// /shoal/blobs/1, the bulk transfer protocol (docs/protocol.md §6.3): the server (blobs-server.ts)
 // answers pipelined requests from a BlobSource, the client (blobs-client.ts) fetches and verifies.
 // The wire messages are in blobs-wire.ts.
 export { registerBlobsProtocol, BlobServerStats, type BlobSource, type BlobServerOptions } from './blobs-server.js'

@@ -1,4 +1,4 @@
-// Defaults of the net layer in one place, so the wire spec (docs/wire.md), the tests and the bench
+// Defaults of the net layer in one place, so the wire spec (docs/protocol.md §6), the tests and the bench
 // quote the same numbers. Protocol ids are part of the wire format: bump the version to change one.
 
 /** Fleet admission handshake, run on every new connection when admission = 'handshake'. */

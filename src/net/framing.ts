@@ -1,5 +1,5 @@
 // Length-prefixed frames over a libp2p stream: a 4-byte big-endian unsigned length, then that many
-// payload bytes (docs/wire.md §1). A fixed u32 rather than a varint: trivially exact to specify,
+// payload bytes (docs/protocol.md §6.1). A fixed u32 rather than a varint: trivially exact to specify,
 // and the length is checked against the protocol's limit as soon as its 4 bytes are in, before a
 // single payload byte is kept. Zero-length frames are invalid (every protocol message has a type).
 //

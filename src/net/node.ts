@@ -17,7 +17,7 @@ import { CONNECTION_LIMITS, IDENTIFY_PROTOCOL, MPLEX_DISCONNECT_THRESHOLD } from
 
 export type MuxerName = 'yamux' | 'mplex'
 
-/** Chosen from bench/net.ts figures; see docs/admission.md. */
+/** Chosen from bench/net.ts figures; see docs/security.md. */
 export const DEFAULT_ADMISSION: AdmissionMode = 'handshake'
 
 /** mDNS service tag: only shoal daemons answer each other, not every libp2p node on the LAN. */

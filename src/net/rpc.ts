@@ -1,5 +1,5 @@
 // Request/response for small, rare control messages (announce, publish, report…): one stream per
-// call, one frame each way (docs/wire.md §4). Both directions have a byte cap enforced before
+// call, one frame each way (docs/protocol.md §6.4). Both directions have a byte cap enforced before
 // buffering, a deadline, and — like every shoal protocol — nothing is read or answered until the
 // connection is admitted. Bulk data does not belong here: use /shoal/blobs/1, which has flow
 // control (an upload is best done as "here is what I have" over RPC, then the receiver pulls the

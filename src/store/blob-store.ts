@@ -1,6 +1,6 @@
 // Content-addressed blob files: `<dir>/blobs/ab/cdef…` where `abcdef…` is the hex SHA-256 of the
 // file's bytes. The same layout is the publisher's repository, a static HTTP origin and the
-// daemon's state directory (docs/storage.md).
+// daemon's state directory (docs/protocol.md §5).
 //
 // Invariant: a file under its final name always hashes to its name (short of disk corruption,
 // which verifyAll repairs). Bytes are checked before anything becomes visible, written to a temp

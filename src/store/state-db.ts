@@ -1,6 +1,6 @@
 // The daemon's state database: `<dir>/state.ldb`, a LevelDB (`level`) split into named sublevels
 // with JSON values (raw bytes for manifests). One process at a time: LevelDB's lock file keeps a
-// second daemon out. Layout and key formats: docs/storage.md.
+// second daemon out. Layout and key formats: docs/protocol.md §5.
 //
 // Writes are not fsynced one by one: they survive a crash of the process (kill -9), a power cut
 // may lose the last few. Nothing here is the only copy of anything that cannot be fetched or

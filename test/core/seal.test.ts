@@ -1,6 +1,6 @@
 // Known answers and attacks for chunk sealing and fleet key derivation. Every bulk primitive shoal
 // runs on node:crypto is cross-checked against @noble on the same inputs, and the blob format is
-// re-implemented here from docs/sealing.md with @noble only, so the code and the spec cannot drift.
+// re-implemented here from docs/protocol.md §4 with @noble only, so the code and the spec cannot drift.
 import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
@@ -34,7 +34,7 @@ function textLike (n: number, seed = 1): Uint8Array {
   return utf8(s.slice(0, n))
 }
 
-// The fixed example of docs/sealing.md: fleet secret 00 01 … 1f.
+// The fixed example of docs/protocol.md §4: fleet secret 00 01 … 1f.
 const DOC_SECRET = Uint8Array.from({ length: 32 }, (_, i) => i)
 const DOC_CONTENT_KEY = '6d47c7b73606dd0708573051a7352c0213ef64beb2dfccff2058fe02f31e7631'
 const DOC_NETWORK_KEY = 'e6cccf4a9544c3138cd3ce0560e170d295d56ed04b2f9e25b66599b813b816b4'
@@ -51,7 +51,7 @@ const DOC_EX2 = {
   cid: '3bf9591b28844da1e5eff8471896f6d150b9c183127ba434a28eab4fccb3e9a2'
 }
 
-// ---- an independent implementation of docs/sealing.md with @noble only (zlib for brotli) ----
+// ---- an independent implementation of docs/protocol.md §4 with @noble only (zlib for brotli) ----
 const nobleAesKey = (key: Uint8Array): Uint8Array => hmac(sha256, key, utf8('shoal/v1/blob/aes-key'))
 const nobleNonce = (key: Uint8Array, fmtCodec: Uint8Array, msg: Uint8Array): Uint8Array =>
   hmac(sha256, key, concat(utf8('shoal/v1/blob/nonce'), fmtCodec, msg)).subarray(0, 12)
