@@ -9,6 +9,7 @@ import { benchChunker } from './chunker.js'
 import { benchSeal } from './seal.js'
 import { benchPublish } from './publish.js'
 import { benchNet } from './net.js'
+import { benchReleases } from './releases.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   chunker: async () => await benchChunker({ bytes }),
   seal: async () => await benchSeal({ bytes: Math.min(bytes, 64 * MiB) }),
   publish: async () => await benchPublish({ bytes }),
+  releases: async () => await benchReleases(),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
 }
 

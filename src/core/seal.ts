@@ -126,9 +126,25 @@ function lgwinFor (size: number): number {
   return Math.min(24, Math.max(10, Math.ceil(Math.log2(size + 16))))
 }
 
+const PROBE_BYTES = 4096
+
+/**
+ * Brotli-5 on already-compressed or random data costs most of publish time and saves nothing.
+ * A quality-1 probe of two 4 KiB samples (start and middle) decides first: a function of the
+ * plaintext alone, so identical chunks still seal to identical blobs.
+ */
+function looksIncompressible (plaintext: Uint8Array): boolean {
+  if (plaintext.length < 4 * PROBE_BYTES) return false
+  const mid = plaintext.length >>> 1
+  const sample = Buffer.concat([plaintext.subarray(0, PROBE_BYTES), plaintext.subarray(mid, mid + PROBE_BYTES)])
+  const probe = brotliCompressSync(sample, { params: { [zc.BROTLI_PARAM_QUALITY]: 1, [zc.BROTLI_PARAM_LGWIN]: 16, [zc.BROTLI_PARAM_SIZE_HINT]: sample.length } })
+  return probe.length > sample.length * 0.97
+}
+
 function encode (plaintext: Uint8Array, opts: SealOptions | undefined): { codec: Codec; msg: Uint8Array } {
   const quality = brotliQuality(opts)
   if (opts?.compress === false || plaintext.length === 0) return { codec: 'none', msg: plaintext }
+  if (looksIncompressible(plaintext)) return { codec: 'none', msg: plaintext }
   const packed = brotliCompressSync(plaintext, {
     params: {
       [zc.BROTLI_PARAM_QUALITY]: quality,

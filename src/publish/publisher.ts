@@ -120,20 +120,35 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
   const maxInflight = Math.max(8, threads * 16)
   const inflight: Pending[] = []
 
+  // Blob writes run concurrently (bounded): one at a time, file-system latency, not sealing,
+  // would set the pace. Chunk-table order is decided in settle(), synchronously, so it stays
+  // deterministic whatever order the writes finish in.
+  const writes = new Set<Promise<void>>()
+  const maxWrites = 32
+  let writeError: unknown = null
+  const write = async (cid: Uint8Array, blob: Uint8Array): Promise<void> => {
+    if (writeError !== null) throw writeError
+    const tracked: Promise<void> = blobs.put(cid, blob, { durable: false }).then(
+      (added) => { if (added) { newChunks++; newBlobBytes += blob.length } },
+      (err: unknown) => { writeError ??= err }
+    ).finally(() => { writes.delete(tracked) })
+    writes.add(tracked)
+    while (writes.size >= maxWrites) await Promise.race(writes)
+    if (writeError !== null) throw writeError
+  }
+
   const settle = async (p: Pending): Promise<void> => {
     const sealed = await p.done
     const keyHex = Buffer.from(sealed.key).toString('hex')
     let cid = sealed.cid
     let size = sealed.blob.length
     const known = reuse.lookup(sealed.key)
-    if (known !== undefined && await blobs.has(known.cid)) {
+    const knownHex = known !== undefined ? cidToHex(known.cid) : undefined
+    if (known !== undefined && knownHex !== undefined && (chunkIndex.has(knownHex) || await blobs.has(known.cid))) {
       cid = known.cid
       size = known.size
-    } else {
-      if (await blobs.put(cid, sealed.blob, { durable: false })) {
-        newChunks++
-        newBlobBytes += size
-      }
+    } else if (!chunkIndex.has(cidToHex(cid))) {
+      await write(cid, sealed.blob)
       reuse.add(sealed.key, cid, size)
     }
     const cidHex = cidToHex(cid)
@@ -161,7 +176,10 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
       }))
     }
     while (inflight.length > 0) await settle(inflight.shift() as Pending)
+    await Promise.all(writes)
+    if (writeError !== null) throw writeError
   } finally {
+    await Promise.all(writes)
     await pool.close()
     await input.cleanup()
   }
