@@ -34,7 +34,7 @@ async function readText (path: string, flag: string): Promise<string> {
 }
 
 export function formatPublish (r: PublishResult): string {
-  const mb = (n: number): string => (n / 1e6).toFixed(2) + ' MB'
+  const mb = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`
   return `published ${r.package}@${r.version} to channel ${r.channel} (seq ${r.seq})\n` +
     `  files ${r.files} · chunks ${r.chunks} (${r.uniqueChunks} distinct, ${r.newChunks} new)\n` +
     `  input ${mb(r.inputBytes)} · blobs ${mb(r.blobBytes)} · new blobs ${mb(r.newBlobBytes)} · ${r.mbPerSec.toFixed(1)} MB/s\n` +
