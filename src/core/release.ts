@@ -23,18 +23,3 @@ export async function * fileBytes (file: FileEntry, chunks: readonly ChunkRef[],
     yield openBlob(blob, Buffer.from(c.key, 'hex'), { cid, plainSize: c.size })
   }
 }
-
-/** The distinct blobs a payload's files use, in first-use order. */
-export function blobsUsed (files: readonly FileEntry[], chunks: readonly ChunkRef[]): ChunkRef[] {
-  const seen = new Set<number>()
-  const out: ChunkRef[] = []
-  for (const f of files) {
-    for (const c of f.chunks ?? []) {
-      if (seen.has(c.index)) continue
-      seen.add(c.index)
-      const ref = chunks[c.index]
-      if (ref !== undefined) out.push(ref)
-    }
-  }
-  return out
-}

@@ -10,10 +10,10 @@
 // Nothing in it is secret: blobs are ciphertext, manifests carry their file tree sealed, and the
 // reuse index holds hashes of chunk keys, never the keys.
 import { createHash } from 'node:crypto'
-import { mkdir, open, readFile, readdir, rename, writeFile, stat } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { ShoalError } from '../core/errors.js'
+import { writeFileAtomic } from './fs-util.js'
 
 export const REPO_FORMAT = { format: 'shoal-repo', version: 1 } as const
 
@@ -21,19 +21,6 @@ export class RepoError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
     super('ERR_REPO', message, options)
   }
-}
-
-/** Writes `data` to `path` so that a reader sees the old file or the new one, never a mix. */
-export async function writeFileAtomic (path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`
-  const fh = await open(tmp, 'wx', mode)
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, path)
 }
 
 export class RepoLayout {
@@ -188,12 +175,4 @@ export class ReuseIndex {
       await fh.close()
     }
   }
-}
-
-export async function ensureDir (dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true })
-}
-
-export async function writeNew (path: string, data: Uint8Array | string, mode: number): Promise<void> {
-  await writeFile(path, data, { mode, flag: 'wx' })
 }

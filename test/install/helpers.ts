@@ -1,8 +1,8 @@
 // Builds InstallSpecs from in-memory trees and snapshots trees on disk, modes and hashes included.
 import { createCipheriv, createHash } from 'node:crypto'
-import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, posix } from 'node:path'
+import { join } from 'node:path'
 import type { InstallFile, InstallSpec } from '../../src/install/stage.js'
 
 /** Deterministic pseudo-random bytes: an AES-256-CTR keystream keyed by `seed`. */
@@ -44,29 +44,8 @@ export function memSpec (pkg: string, version: string, entries: MemEntry[], extr
   }
 }
 
-export interface Snap { type: 'file' | 'dir' | 'symlink', mode: number, sha256?: string, target?: string }
-
-/** Every entry under `root` (sorted), with permission bits, file hashes and link targets. */
-export async function snapshot (root: string): Promise<Record<string, Snap>> {
-  const out: Record<string, Snap> = {}
-  const visit = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(rel === '' ? root : join(root, rel))).sort()) {
-      const r = rel === '' ? name : posix.join(rel, name)
-      const abs = join(root, r)
-      const st = await lstat(abs)
-      if (st.isDirectory()) {
-        out[r] = { type: 'dir', mode: st.mode & 0o7777 }
-        await visit(r)
-      } else if (st.isSymbolicLink()) {
-        out[r] = { type: 'symlink', mode: 0o777, target: await readlink(abs) }
-      } else {
-        out[r] = { type: 'file', mode: st.mode & 0o7777, sha256: sha256(await readFile(abs)) }
-      }
-    }
-  }
-  await visit('')
-  return out
-}
+export { snapshot, type TreeEntry as Snap } from '../helpers/tree.js'
+import type { TreeEntry as Snap } from '../helpers/tree.js'
 
 /** What `snapshot` should return for a tree written from `files`. */
 export function expectedSnapshot (files: readonly InstallFile[]): Record<string, Snap> {
