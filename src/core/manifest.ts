@@ -1,27 +1,45 @@
-// The release manifest (DESIGN §2, docs/protocol.md): public chunk table, signed by a threshold of
-// publisher keys, with the file tree, chunk keys and hooks sealed under the content key.
+// The release manifest (DESIGN §2, docs/protocol.md): a public chunk table, signed by a threshold
+// of publisher keys, with the file tree, chunk keys and hooks sealed under the content key. Every
+// field is checked before use; a payload that opens is validated as hostile input all the same
+// (a stolen publisher key must not be able to write outside the install folder).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { ShoalError, DecodeError, InvalidArgumentError } from './errors.js'
 import type { KeyPair } from './keys.js'
-import type { SignedRoot } from './root.js'
+import { checkRootFresh, type SignedRoot } from './root.js'
 import { canonicalBytes } from './canonical.js'
 import {
-  signEnvelope, encodeEnvelope, verifyThreshold, checkExpiry, parseJsonBytes, decodeEnvelopeShape, obj, need, str, int, timestamp, isoSeconds, HEX64,
+  signEnvelope, encodeEnvelope, verifyThreshold, isExpired, isoSeconds, parseJsonBytes, requireCanonical, decodeEnvelopeShape,
+  signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError,
   type Envelope
 } from './signed.js'
 
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+export const MAX_CHUNKS = 4_000_000
 export const MAX_PAYLOAD_FILES = 1_000_000
-export const PACKAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/
-// Semantic Versioning 2.0.0, the official regular expression.
-export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/
+export const MAX_PATH_BYTES = 4096
+export const MAX_SEGMENT_BYTES = 255
+export const MAX_CHUNK_PLAINTEXT = 16 * 1024 * 1024
+/** A sealed blob is its encoded chunk + 30 bytes (docs/protocol.md §4.3). */
+export const MIN_BLOB_BYTES = 30
+export const MAX_BLOB_BYTES = MAX_CHUNK_PLAINTEXT + MIN_BLOB_BYTES
+export const MAX_HOOK_BYTES = 1024 * 1024
+export const MAX_NOTES_BYTES = 1024 * 1024
+export const PAYLOAD_KEY_INFO = 'shoal/v1/manifest-payload'
+export const PAYLOAD_NONCE_BYTES = 12
+export const PAYLOAD_TAG_BYTES = 16
 
-export interface ChunkRef { cid: string, size: number }
-export interface FileChunk { index: number, key: string, size: number }
+export const PACKAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/
+// Semantic Versioning 2.0.0, the official regular expression (semver.org).
+export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/
+export const MAX_VERSION_LENGTH = 128
+
+export interface ChunkRef { cid: string /* hex */, size: number /* blob bytes */ }
+export interface FileChunk { index: number /* into the chunk table */, key: string /* hex chunk key */, size: number /* plaintext bytes */ }
 export interface FileEntry { path: string, type: 'file' | 'dir' | 'symlink', mode: number, size: number, sha256?: string, target?: string, chunks?: FileChunk[] }
 export interface ManifestPayload { files: FileEntry[], hooks?: { preinstall?: string, postinstall?: string }, notes?: string }
+export interface ChunkerParams { minSize: number, avgSize: number, maxSize: number }
 export interface ManifestBody {
   _type: 'manifest'
   formatVersion: 1
@@ -31,23 +49,31 @@ export interface ManifestBody {
   channel: string
   created: string
   expires: string
-  chunker: { minSize: number, avgSize: number, maxSize: number }
+  chunker: ChunkerParams
   rollout?: unknown
   chunks: ChunkRef[]
   payload: { alg: 'aes-256-gcm', nonce: string, ciphertext: string }
 }
 export type SignedManifest = Envelope<ManifestBody>
 
+export class ManifestExpiredError extends MetadataExpiredError {
+  constructor (what: string, expires: string, now: Date) {
+    super(what, expires, now, ': publish a newer release (or re-sign this one) before endpoints can install it')
+  }
+}
 export class PayloadDecryptError extends ShoalError {
   constructor (what: string) {
-    super('ERR_PAYLOAD_DECRYPT', `${what}: the sealed payload does not open with this fleet's content key (another fleet, or tampered)`)
+    super('ERR_PAYLOAD_DECRYPT', `${what}: the sealed payload does not open with this fleet's content key (another fleet's manifest, or tampered)`)
   }
 }
 export class InvalidPathError extends ShoalError {
+  readonly path: string
   constructor (path: string, reason: string) {
     super('ERR_INVALID_PATH', `manifest path ${JSON.stringify(path.slice(0, 200))} refused: ${reason}`)
+    this.path = path
   }
 }
+/** A manifest served where another package or channel was asked for. */
 export class WrongPackageError extends ShoalError {
   constructor (message: string) {
     super('ERR_WRONG_PACKAGE', message)
@@ -55,19 +81,31 @@ export class WrongPackageError extends ShoalError {
 }
 
 export function validatePackageName (s: string, what = 'package name'): string {
-  if (!PACKAGE_NAME.test(s)) throw new InvalidArgumentError(`${what} "${s}" is invalid: use 1–128 of a-z, 0-9, ".", "_", "-", starting with a letter or digit`)
+  if (typeof s !== 'string' || !PACKAGE_NAME.test(s)) {
+    throw new InvalidArgumentError(`${what} ${JSON.stringify(s)} is invalid: use 1–128 of a-z, 0-9, ".", "_", "-", starting with a letter or digit`)
+  }
   return s
+}
+
+export function validateChannelName (s: string): string {
+  return validatePackageName(s, 'channel')
 }
 
 export function validateVersion (s: string): string {
-  if (s.length > 128 || !SEMVER.test(s)) throw new InvalidArgumentError(`version "${s}" is not a semantic version (e.g. 1.2.3 or 2.0.0-rc.1)`)
+  if (typeof s !== 'string' || s.length > MAX_VERSION_LENGTH || !SEMVER.test(s)) {
+    throw new InvalidArgumentError(`version ${JSON.stringify(s)} is not a semantic version of at most ${MAX_VERSION_LENGTH} characters (e.g. 1.2.3 or 2.0.0-rc.1)`)
+  }
   return s
 }
 
+const utf8 = new TextEncoder()
+
 function payloadKey (contentKey: Uint8Array): Uint8Array {
-  return hkdf(sha256, contentKey, undefined, new TextEncoder().encode('shoal/v1/manifest-payload'), 32)
+  if (!(contentKey instanceof Uint8Array) || contentKey.length !== 32) throw new InvalidArgumentError('the content key must be 32 bytes')
+  return hkdf(sha256, contentKey, undefined, utf8.encode(PAYLOAD_KEY_INFO), 32)
 }
 
+/** AAD: the payload opens only inside the release it was sealed for. */
 function payloadAad (b: { package: string, version: string, seq: number, channel: string }): Uint8Array {
   return canonicalBytes({ channel: b.channel, package: b.package, seq: b.seq, version: b.version })
 }
@@ -76,19 +114,41 @@ export function manifestId (bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')
 }
 
+function checkChunker (c: ChunkerParams, fail: (msg: string) => never): ChunkerParams {
+  for (const k of ['minSize', 'avgSize', 'maxSize'] as const) {
+    if (!Number.isSafeInteger(c[k]) || c[k] < 1 || c[k] > MAX_CHUNK_PLAINTEXT) fail(`chunker.${k} must be a whole number in 1…${MAX_CHUNK_PLAINTEXT}`)
+  }
+  if (!(c.minSize < c.avgSize && c.avgSize < c.maxSize)) fail('chunker sizes must satisfy minSize < avgSize < maxSize')
+  return { minSize: c.minSize, avgSize: c.avgSize, maxSize: c.maxSize }
+}
+
 export function buildManifest (o: {
   package: string, version: string, seq: number, channel: string, created: Date, expires: Date,
-  chunker: { minSize: number, avgSize: number, maxSize: number }, rollout?: unknown, chunks: ChunkRef[],
+  chunker: ChunkerParams, rollout?: unknown, chunks: ChunkRef[],
   payload: ManifestPayload, contentKey: Uint8Array, signers: KeyPair[]
 }): { manifest: SignedManifest, bytes: Uint8Array, id: string } {
+  const bad = (msg: string): never => { throw new InvalidArgumentError(`manifest: ${msg}`) }
   validatePackageName(o.package)
-  validatePackageName(o.channel, 'channel')
+  validateChannelName(o.channel)
   validateVersion(o.version)
-  if (!Number.isSafeInteger(o.seq) || o.seq < 1) throw new InvalidArgumentError(`sequence ${o.seq} must be a whole number ≥ 1`)
-  const nonce = randomBytes(12)
-  const cipher = createCipheriv('aes-256-gcm', payloadKey(o.contentKey), nonce)
+  if (!Number.isSafeInteger(o.seq) || o.seq < 1) bad(`sequence ${o.seq} must be a whole number ≥ 1`)
+  const created = isoSeconds(o.created)
+  const expires = isoSeconds(o.expires)
+  if (expires < created) bad(`expires (${expires}) is before created (${created})`)
+  const chunker = checkChunker(o.chunker, bad)
+  if (o.chunks.length > MAX_CHUNKS) bad(`more than ${MAX_CHUNKS} chunks`)
+  const chunks = o.chunks.map((c, i) => {
+    if (!HEX64.test(c.cid)) bad(`chunks[${i}].cid must be 64 lowercase hex characters`)
+    if (!Number.isSafeInteger(c.size) || c.size < MIN_BLOB_BYTES || c.size > MAX_BLOB_BYTES) bad(`chunks[${i}].size ${c.size} is not a blob size`)
+    return { cid: c.cid, size: c.size }
+  })
+  // Endpoints will run exactly these checks; refusing here means a publisher never signs a release
+  // that every endpoint would refuse.
+  const payload = validatePayload(o.payload, chunks.length, 'manifest payload')
+  const nonce = randomBytes(PAYLOAD_NONCE_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', payloadKey(o.contentKey), nonce, { authTagLength: PAYLOAD_TAG_BYTES })
   cipher.setAAD(payloadAad(o))
-  const ct = Buffer.concat([cipher.update(JSON.stringify(o.payload)), cipher.final(), cipher.getAuthTag()])
+  const ct = Buffer.concat([cipher.update(canonicalBytes(payload)), cipher.final(), cipher.getAuthTag()])
   const body: ManifestBody = {
     _type: 'manifest',
     formatVersion: 1,
@@ -96,131 +156,231 @@ export function buildManifest (o: {
     version: o.version,
     seq: o.seq,
     channel: o.channel,
-    created: isoSeconds(o.created),
-    expires: isoSeconds(o.expires),
-    chunker: { ...o.chunker },
+    created,
+    expires,
+    chunker,
     ...(o.rollout !== undefined ? { rollout: o.rollout } : {}),
-    chunks: o.chunks,
+    chunks,
     payload: { alg: 'aes-256-gcm', nonce: nonce.toString('base64'), ciphertext: ct.toString('base64') }
   }
   const manifest = signEnvelope('manifest', body, o.signers)
   const bytes = encodeEnvelope(manifest)
+  decodeManifest(bytes) // size cap and every structural rule, as a reader applies them
   return { manifest, bytes, id: manifestId(bytes) }
 }
 
+const MANIFEST_FIELDS = ['_type', 'formatVersion', 'package', 'version', 'seq', 'channel', 'created', 'expires', 'chunker', 'rollout', 'chunks', 'payload'] as const
+
+/** Structure and caps; the bytes must be the canonical encoding (one manifest, one id). */
 export function decodeManifest (bytes: Uint8Array): SignedManifest {
   const what = 'manifest'
-  const env = decodeEnvelopeShape(parseJsonBytes(bytes, what, MAX_MANIFEST_BYTES), what)
-  const b = obj(env.signed, what, 'signed', ['_type', 'formatVersion', 'package', 'version', 'seq', 'channel', 'created', 'expires', 'chunker', 'rollout', 'chunks', 'payload'])
-  need(b, what, 'signed', '_type', 'formatVersion', 'package', 'version', 'seq', 'channel', 'created', 'expires', 'chunker', 'chunks', 'payload')
-  if (b._type !== 'manifest') throw new DecodeError(what, `_type is ${JSON.stringify(b._type)}, expected "manifest"`)
-  if (b.formatVersion !== 1) throw new DecodeError(what, `unsupported formatVersion ${JSON.stringify(b.formatVersion)}`)
+  const { text, value } = parseJsonBytes(bytes, what, MAX_MANIFEST_BYTES)
+  const env = decodeEnvelopeShape(value, what)
+  const b = signedBody(env.signed, what, 'manifest', MANIFEST_FIELDS, MANIFEST_FIELDS.filter(f => f !== 'rollout'))
+  const created = timestamp(b.created, what, 'created')
+  const expires = timestamp(b.expires, what, 'expires')
+  if (expires < created) throw new DecodeError(what, `expires (${expires}) is before created (${created})`)
   const ch = obj(b.chunker, what, 'chunker', ['minSize', 'avgSize', 'maxSize'])
   need(ch, what, 'chunker', 'minSize', 'avgSize', 'maxSize')
-  if (!Array.isArray(b.chunks) || b.chunks.length > 16_000_000) throw new DecodeError(what, 'chunks must be a list')
-  const chunks = b.chunks.map((c, i) => {
+  const chunker = checkChunker({
+    minSize: int(ch.minSize, what, 'chunker.minSize', 1), avgSize: int(ch.avgSize, what, 'chunker.avgSize', 1), maxSize: int(ch.maxSize, what, 'chunker.maxSize', 1)
+  }, (msg) => { throw new DecodeError(what, msg) })
+  const seen = new Set<string>()
+  const chunks = list(b.chunks, what, 'chunks', MAX_CHUNKS).map((c, i) => {
     const co = obj(c, what, `chunks[${i}]`, ['cid', 'size'])
     need(co, what, `chunks[${i}]`, 'cid', 'size')
-    return { cid: str(co.cid, what, `chunks[${i}].cid`, HEX64), size: int(co.size, what, `chunks[${i}].size`, 1, 32 * 1024 * 1024) }
+    const cid = str(co.cid, what, `chunks[${i}].cid`, HEX64)
+    if (seen.has(cid)) throw new DecodeError(what, `chunks[${i}] repeats blob ${cid.slice(0, 16)}…: the chunk table lists each blob once`)
+    seen.add(cid)
+    return { cid, size: int(co.size, what, `chunks[${i}].size`, MIN_BLOB_BYTES, MAX_BLOB_BYTES) }
   })
   const p = obj(b.payload, what, 'payload', ['alg', 'nonce', 'ciphertext'])
   need(p, what, 'payload', 'alg', 'nonce', 'ciphertext')
-  if (p.alg !== 'aes-256-gcm') throw new DecodeError(what, `payload.alg ${JSON.stringify(p.alg)} is not supported`)
-  for (const f of ['nonce', 'ciphertext'] as const) {
-    const v = p[f]
-    if (typeof v === 'string' && Buffer.from(v, 'base64').toString('base64') !== v) throw new DecodeError(what, `payload.${f} is not canonical base64`)
-  }
+  if (p.alg !== 'aes-256-gcm') throw new DecodeError(what, `payload.alg ${JSON.stringify(p.alg)} is not supported (only "aes-256-gcm")`)
+  const nonce = base64(p.nonce, what, 'payload.nonce', 16)
+  if (nonce.bytes !== PAYLOAD_NONCE_BYTES) throw new DecodeError(what, `payload.nonce must be ${PAYLOAD_NONCE_BYTES} bytes`)
+  const ciphertext = base64(p.ciphertext, what, 'payload.ciphertext', MAX_MANIFEST_BYTES)
+  if (ciphertext.bytes < PAYLOAD_TAG_BYTES) throw new DecodeError(what, 'payload.ciphertext is shorter than its authentication tag')
   const body: ManifestBody = {
     _type: 'manifest',
     formatVersion: 1,
     package: str(b.package, what, 'package', PACKAGE_NAME),
-    version: str(b.version, what, 'version', SEMVER, 128),
+    version: str(b.version, what, 'version', SEMVER, MAX_VERSION_LENGTH),
     seq: int(b.seq, what, 'seq', 1),
     channel: str(b.channel, what, 'channel', PACKAGE_NAME),
-    created: timestamp(b.created, what, 'created'),
-    expires: timestamp(b.expires, what, 'expires'),
-    chunker: { minSize: int(ch.minSize, what, 'chunker.minSize', 1), avgSize: int(ch.avgSize, what, 'chunker.avgSize', 1), maxSize: int(ch.maxSize, what, 'chunker.maxSize', 1) },
+    created,
+    expires,
+    chunker,
     ...(b.rollout !== undefined ? { rollout: b.rollout } : {}),
     chunks,
-    payload: { alg: 'aes-256-gcm', nonce: str(p.nonce, what, 'payload.nonce', /^[A-Za-z0-9+/]{16}$/), ciphertext: str(p.ciphertext, what, 'payload.ciphertext', /^[A-Za-z0-9+/]*={0,2}$/, MAX_MANIFEST_BYTES) }
+    payload: { alg: 'aes-256-gcm', nonce: nonce.text, ciphertext: ciphertext.text }
   }
+  // Last, so the messages above name the field that is wrong; this also checks `rollout` holds
+  // only JSON values shoal can sign (safe integers, bounded depth).
+  requireCanonical(text, value, what)
   return { signed: body, signatures: env.signatures }
 }
 
+function describe (m: SignedManifest): string {
+  return `manifest ${m.signed.package}@${m.signed.version} (seq ${m.signed.seq})`
+}
+
+/**
+ * Signed by a threshold of the root's publisher keys, the root itself unexpired, the manifest
+ * unexpired (+ grace), and, when given, for the package and channel the caller asked for.
+ */
 export function verifyManifest (m: SignedManifest, root: SignedRoot, now: Date, opts: { graceSeconds?: number, expectPackage?: string, expectChannel?: string } = {}): void {
-  const what = `manifest ${m.signed.package}@${m.signed.version}`
+  const what = describe(m)
   verifyThreshold('manifest', m, root.signed.roles.publisher, root.signed.keys, what)
-  checkExpiry(what, m.signed.expires, now, opts.graceSeconds)
-  if (opts.expectPackage !== undefined && m.signed.package !== opts.expectPackage) throw new WrongPackageError(`${what} was served where ${opts.expectPackage} was asked for`)
+  checkRootFresh(root, now, opts.graceSeconds)
+  if (opts.expectPackage !== undefined && m.signed.package !== opts.expectPackage) throw new WrongPackageError(`${what} was served where package ${opts.expectPackage} was asked for`)
   if (opts.expectChannel !== undefined && m.signed.channel !== opts.expectChannel) throw new WrongPackageError(`${what} belongs to channel ${m.signed.channel}, not ${opts.expectChannel}`)
+  if (isExpired(m.signed.expires, now, opts.graceSeconds)) throw new ManifestExpiredError(what, m.signed.expires, now)
 }
 
-/** A relative POSIX path that cannot leave the tree it is joined to. */
-export function checkRelativePath (p: string): void {
-  if (typeof p !== 'string' || p === '') throw new InvalidPathError(String(p), 'empty')
-  if (Buffer.byteLength(p) > 4096) throw new InvalidPathError(p, 'longer than 4096 bytes')
-  if (p.startsWith('/')) throw new InvalidPathError(p, 'absolute')
-    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-  if (/[\\\0-\x1f]/.test(p)) throw new InvalidPathError(p, 'backslash, NUL or control character')
-  for (const seg of p.split('/')) {
-    if (seg === '' || seg === '.' || seg === '..') throw new InvalidPathError(p, `segment "${seg}" not allowed`)
-    if (Buffer.byteLength(seg) > 255) throw new InvalidPathError(p, 'a segment is longer than 255 bytes')
-  }
-}
-
+/** Decrypts the sealed payload and validates every field of it (see validatePayload). */
 export function openPayload (m: SignedManifest, contentKey: Uint8Array): ManifestPayload {
-  const what = `manifest ${m.signed.package}@${m.signed.version}`
+  const what = describe(m)
+  const key = payloadKey(contentKey)
   const ct = Buffer.from(m.signed.payload.ciphertext, 'base64')
-  if (ct.length < 16) throw new PayloadDecryptError(what)
+  const nonce = Buffer.from(m.signed.payload.nonce, 'base64')
+  if (ct.length < PAYLOAD_TAG_BYTES || nonce.length !== PAYLOAD_NONCE_BYTES) throw new PayloadDecryptError(what)
   let plain: Buffer
   try {
-    const d = createDecipheriv('aes-256-gcm', payloadKey(contentKey), Buffer.from(m.signed.payload.nonce, 'base64'))
+    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: PAYLOAD_TAG_BYTES })
     d.setAAD(payloadAad(m.signed))
-    d.setAuthTag(ct.subarray(ct.length - 16))
-    plain = Buffer.concat([d.update(ct.subarray(0, ct.length - 16)), d.final()])
+    d.setAuthTag(ct.subarray(ct.length - PAYLOAD_TAG_BYTES))
+    plain = Buffer.concat([d.update(ct.subarray(0, ct.length - PAYLOAD_TAG_BYTES)), d.final()])
   } catch {
     throw new PayloadDecryptError(what)
   }
-  return validatePayload(parseJsonBytes(plain, `${what} payload`, MAX_MANIFEST_BYTES), m.signed.chunks, what)
+  const { value } = parseJsonBytes(plain, `${what} payload`, MAX_MANIFEST_BYTES)
+  return validatePayload(value, m.signed.chunks.length, `${what} payload`)
 }
 
-function validatePayload (v: unknown, chunks: ChunkRef[], what: string): ManifestPayload {
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+const CONTROL = /[\x00-\x1f\x7f]/
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** A canonical relative POSIX path that cannot leave the folder it is joined to. Refused, never normalized. */
+export function checkRelativePath (p: string): void {
+  if (typeof p !== 'string' || p === '') throw new InvalidPathError(String(p), 'empty')
+  if (Buffer.byteLength(p) > MAX_PATH_BYTES) throw new InvalidPathError(p, `longer than ${MAX_PATH_BYTES} bytes`)
+  if (p.startsWith('/')) throw new InvalidPathError(p, 'absolute')
+  if (p.includes('\\')) throw new InvalidPathError(p, 'contains a backslash')
+  if (CONTROL.test(p)) throw new InvalidPathError(p, 'contains NUL or another control character')
+  if (LONE_SURROGATE.test(p)) throw new InvalidPathError(p, 'not well-formed Unicode')
+  for (const seg of p.split('/')) {
+    if (seg === '' || seg === '.' || seg === '..') throw new InvalidPathError(p, seg === '' ? 'empty segment ("//" or a trailing "/")' : `"${seg}" segment`)
+    if (Buffer.byteLength(seg) > MAX_SEGMENT_BYTES) throw new InvalidPathError(p, `a segment is longer than ${MAX_SEGMENT_BYTES} bytes`)
+  }
+}
+
+/**
+ * A symlink target on its own: relative, no NUL/control character, and lexically inside the tree
+ * from the link's folder. (Chains of links are resolved against the real tree by the installer.)
+ */
+export function checkSymlinkTarget (path: string, target: string): void {
+  const shown = `${path} -> ${String(target).slice(0, 200)}`
+  if (typeof target !== 'string' || target === '') throw new InvalidPathError(shown, 'symlink without a target')
+  if (Buffer.byteLength(target) > MAX_PATH_BYTES) throw new InvalidPathError(shown, `symlink target longer than ${MAX_PATH_BYTES} bytes`)
+  if (target.startsWith('/')) throw new InvalidPathError(shown, 'absolute symlink target')
+  if (target.includes('\\') || CONTROL.test(target) || LONE_SURROGATE.test(target)) throw new InvalidPathError(shown, 'symlink target has a backslash, control character or broken Unicode')
+  let level = path.split('/').length - 1
+  for (const seg of target.split('/')) {
+    if (seg === '' || seg === '.') continue
+    level += seg === '..' ? -1 : 1
+    if (level < 0) throw new InvalidPathError(shown, 'symlink target leaves the package')
+  }
+}
+
+const SURROGATE_OR_PRIVATE = /[\ud800-\uffff]/
+/** Bytewise (UTF-8) order; JS `<` compares UTF-16 units, which differs only above U+D7FF. */
+function pathLess (a: string, b: string): boolean {
+  if (!SURROGATE_OR_PRIVATE.test(a) && !SURROGATE_OR_PRIVATE.test(b)) return a < b
+  return Buffer.compare(Buffer.from(a), Buffer.from(b)) < 0
+}
+
+const FIELDS_BY_TYPE = {
+  file: ['path', 'type', 'mode', 'size', 'sha256', 'chunks'],
+  dir: ['path', 'type', 'mode', 'size'],
+  symlink: ['path', 'type', 'mode', 'size', 'target']
+} as const
+
+/**
+ * Every rule a payload must meet: files in strictly increasing bytewise path order (so each path
+ * once), safe paths, nothing listed under a file or symlink, modes ≤ 0o7777, chunk indices inside
+ * the chunk table, chunk sizes adding up to the file size, one key and size per chunk index.
+ */
+export function validatePayload (v: unknown, chunkCount: number, what = 'manifest payload'): ManifestPayload {
   const p = obj(v, what, 'payload', ['files', 'hooks', 'notes'])
   need(p, what, 'payload', 'files')
-  if (!Array.isArray(p.files) || p.files.length > MAX_PAYLOAD_FILES) throw new DecodeError(what, 'payload.files must be a list')
-  const seen = new Set<string>()
-  const files = p.files.map((f, i): FileEntry => {
-    const fo = obj(f, what, `files[${i}]`, ['path', 'type', 'mode', 'size', 'sha256', 'target', 'chunks'])
-    need(fo, what, `files[${i}]`, 'path', 'type', 'mode', 'size')
-    const path = str(fo.path, what, `files[${i}].path`)
+  const types = new Map<string, FileEntry['type']>()
+  const chunkOf = new Map<number, { key: string, size: number }>()
+  let prev: string | null = null
+  const files = list(p.files, what, 'files', MAX_PAYLOAD_FILES).map((f, i): FileEntry => {
+    const at = `files[${i}]`
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new DecodeError(what, `${at} must be an object`)
+    const type = (f as Record<string, unknown>).type
+    if (type !== 'file' && type !== 'dir' && type !== 'symlink') throw new DecodeError(what, `${at}.type ${JSON.stringify(type)} is not file, dir or symlink`)
+    const fo = obj(f, what, at, FIELDS_BY_TYPE[type])
+    need(fo, what, at, ...FIELDS_BY_TYPE[type])
+    if (typeof fo.path !== 'string') throw new DecodeError(what, `${at}.path must be a string`)
+    const path = fo.path
     checkRelativePath(path)
-    if (seen.has(path)) throw new InvalidPathError(path, 'listed twice')
-    seen.add(path)
-    const mode = int(fo.mode, what, `files[${i}].mode`, 0, 0o7777)
-    const size = int(fo.size, what, `files[${i}].size`)
-    if (fo.type === 'dir') return { path, type: 'dir', mode, size: 0 }
-    if (fo.type === 'symlink') return { path, type: 'symlink', mode, size: 0, target: str(fo.target, what, `files[${i}].target`) }
-    if (fo.type !== 'file') throw new DecodeError(what, `files[${i}].type ${JSON.stringify(fo.type)} is unknown`)
-    if (!Array.isArray(fo.chunks)) throw new DecodeError(what, `files[${i}].chunks must be a list`)
+    if (prev !== null && !pathLess(prev, path)) throw new InvalidPathError(path, prev === path ? 'listed twice' : 'out of order (files are sorted bytewise by path)')
+    prev = path
+    for (let j = path.indexOf('/'); j !== -1; j = path.indexOf('/', j + 1)) {
+      const parentType = types.get(path.slice(0, j))
+      if (parentType !== undefined && parentType !== 'dir') throw new InvalidPathError(path, `inside ${path.slice(0, j)}, which is a ${parentType}`)
+    }
+    types.set(path, type)
+    const mode = int(fo.mode, what, `${at}.mode`, 0, 0o7777)
+    const size = int(fo.size, what, `${at}.size`)
+    if (type === 'dir') {
+      if (size !== 0) throw new DecodeError(what, `${at} (${path}): a dir has size 0`)
+      return { path, type, mode, size }
+    }
+    if (type === 'symlink') {
+      if (size !== 0) throw new DecodeError(what, `${at} (${path}): a symlink has size 0`)
+      if (typeof fo.target !== 'string') throw new DecodeError(what, `${at}.target must be a string`)
+      const target = fo.target
+      checkSymlinkTarget(path, target)
+      return { path, type, mode, size, target }
+    }
+    const sha = str(fo.sha256, what, `${at}.sha256`, HEX64)
     let sum = 0
-    const fc = fo.chunks.map((c, j) => {
-      const co = obj(c, what, `files[${i}].chunks[${j}]`, ['index', 'key', 'size'])
-      need(co, what, `files[${i}].chunks[${j}]`, 'index', 'key', 'size')
-      const index = int(co.index, what, 'chunk index', 0, chunks.length - 1)
-      const csize = int(co.size, what, 'chunk size', 0, 16 * 1024 * 1024)
+    const chunks = list(fo.chunks, what, `${at}.chunks`, MAX_CHUNKS).map((c, j) => {
+      const cat = `${at}.chunks[${j}]`
+      const co = obj(c, what, cat, ['index', 'key', 'size'])
+      need(co, what, cat, 'index', 'key', 'size')
+      const index = int(co.index, what, `${cat}.index`, 0, chunkCount - 1)
+      const key = str(co.key, what, `${cat}.key`, HEX64)
+      const csize = int(co.size, what, `${cat}.size`, 1, MAX_CHUNK_PLAINTEXT)
+      const before = chunkOf.get(index)
+      if (before === undefined) chunkOf.set(index, { key, size: csize })
+      else if (before.key !== key || before.size !== csize) throw new DecodeError(what, `${cat}: chunk ${index} is listed elsewhere with another key or size`)
       sum += csize
-      return { index, key: str(co.key, what, 'chunk key', HEX64), size: csize }
+      return { index, key, size: csize }
     })
-    if (sum !== size) throw new DecodeError(what, `files[${i}] (${path}): chunk sizes add up to ${sum}, not ${size}`)
-    return { path, type: 'file', mode, size, sha256: str(fo.sha256, what, `files[${i}].sha256`, HEX64), chunks: fc }
+    if (sum !== size) throw new DecodeError(what, `${at} (${path}): chunk sizes add up to ${sum}, not ${size}`)
+    return { path, type, mode, size, sha256: sha, chunks }
   })
   const out: ManifestPayload = { files }
   if (p.hooks !== undefined) {
     const h = obj(p.hooks, what, 'hooks', ['preinstall', 'postinstall'])
     out.hooks = {}
-    if (h.preinstall !== undefined) out.hooks.preinstall = str(h.preinstall, what, 'hooks.preinstall', undefined, 1024 * 1024)
-    if (h.postinstall !== undefined) out.hooks.postinstall = str(h.postinstall, what, 'hooks.postinstall', undefined, 1024 * 1024)
+    for (const k of ['preinstall', 'postinstall'] as const) {
+      if (h[k] === undefined) continue
+      const s = str(h[k], what, `hooks.${k}`, undefined, MAX_HOOK_BYTES)
+      if (Buffer.byteLength(s) > MAX_HOOK_BYTES) throw new DecodeError(what, `hooks.${k} is longer than ${MAX_HOOK_BYTES} bytes`)
+      out.hooks[k] = s
+    }
   }
-  if (p.notes !== undefined) out.notes = str(p.notes, what, 'notes', undefined, 1024 * 1024)
+  if (p.notes !== undefined) {
+    const s = str(p.notes, what, 'notes', undefined, MAX_NOTES_BYTES)
+    if (Buffer.byteLength(s) > MAX_NOTES_BYTES) throw new DecodeError(what, `notes are longer than ${MAX_NOTES_BYTES} bytes`)
+    out.notes = s
+  }
   return out
 }
