@@ -23,7 +23,9 @@ const UNTRUSTED_CODES = new Set([
 export function exitCodeFor (err: unknown): number {
   if (err instanceof ShoalError) {
     if (err.code === 'ERR_INVALID_ARGUMENT' || err.code === 'ERR_CONFIG' || err.code === 'ERR_INVALID_CHUNKER_OPTIONS') return EXIT.usage
-    if (UNTRUSTED_CODES.has(err.code) || err.code.startsWith('ERR_EXPIRED') || err.code.startsWith('ERR_SIGNATURE')) return EXIT.untrusted
+    // A seed refusing an upload on a trust check (its code travels as remoteCode) is a refusal too.
+    const code = err.code === 'ERR_RPC_REMOTE' ? String((err as ShoalError & { remoteCode?: string }).remoteCode) : err.code
+    if (UNTRUSTED_CODES.has(code) || code.startsWith('ERR_EXPIRED') || code.startsWith('ERR_SIGNATURE')) return EXIT.untrusted
   }
   return EXIT.failure
 }

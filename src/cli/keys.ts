@@ -1,6 +1,8 @@
 import type { Command } from 'commander'
 import { resolve } from 'node:path'
 import { initKeysDir } from '../publish/keys-dir.js'
+import { loadOrCreatePeerKey } from '../net/peer-key.js'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { parseDuration, parseIntArg, printJson } from './common.js'
 
 export function registerKeys (program: Command): void {
@@ -35,5 +37,12 @@ Hand enroll.json to endpoints and seed-enroll.json to seeds; keep root-*.key off
       process.stdout.write(`keys written to ${res.dir}:\n${res.files.map(f => `  ${f}`).join('\n')}\n` +
         `root keys: ${res.rootKeyIds.length} · publisher keys: ${res.publisherKeyIds.length} · online key: ${res.onlineKeyId.slice(0, 16)}…\n` +
         'next: give enroll.json to endpoints, seed-enroll.json to seeds; move root-*.key offline.\n')
+    })
+  keys.command('peer-id')
+    .description('print the publisher\'s libp2p PeerId (created on first use) for a seed\'s "publishers" list')
+    .requiredOption('--keys <dir>', 'the keys folder from `shoal keys init`')
+    .action(async (o: { keys: string }) => {
+      const key = await loadOrCreatePeerKey(resolve(o.keys))
+      process.stdout.write(peerIdFromPrivateKey(key).toString() + '\n')
     })
 }

@@ -6,6 +6,8 @@ import { registerKeys } from './keys.js'
 import { registerPublish } from './publish.js'
 import { registerVerify } from './verify.js'
 import { registerExtract } from './extract.js'
+import { registerDaemon } from './daemon.js'
+import { registerStatus } from './status.js'
 import { SHOAL_VERSION } from '../version.js'
 
 export function buildProgram (): Command {
@@ -20,6 +22,8 @@ export function buildProgram (): Command {
   registerPublish(program)
   registerVerify(program)
   registerExtract(program)
+  registerDaemon(program)
+  registerStatus(program)
   return program
 }
 

@@ -1,8 +1,13 @@
 import type { Command } from 'commander'
-import { resolve } from 'node:path'
-import { readFile } from 'node:fs/promises'
-import { publishRelease, type PublishResult } from '../publish/publisher.js'
+import { join, resolve } from 'node:path'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { lastSeq, publishRelease, type PublishResult } from '../publish/publisher.js'
 import { loadPublisherKeys } from '../publish/keys-dir.js'
+import { SeedSession, type CommitResult, type OfferResult } from '../publish/push.js'
+import { loadOrCreatePeerKey } from '../net/peer-key.js'
+import { BlobStore } from '../store/blob-store.js'
+import { RepoLayout } from '../store/repo.js'
 import { parseDuration, parseIntArg, parseSize, printJson, progressBar } from './common.js'
 import { InvalidArgumentError } from '../core/errors.js'
 
@@ -10,7 +15,8 @@ interface PublishFlags {
   name: string
   version: string
   keys: string
-  repo: string
+  repo?: string
+  to?: string
   channel: string
   seq?: string
   expires: string
@@ -41,6 +47,12 @@ export function formatPublish (r: PublishResult): string {
     `  manifest ${r.manifestPath} (${r.manifestBytes} bytes, id ${r.manifestId})\n`
 }
 
+function formatPush (seed: string, offer: OfferResult, c: CommitResult): string {
+  if (c.already) return `the seed ${seed} already serves ${c.package}@${c.version}; nothing sent\n`
+  return `sent to seed ${seed}: ${c.fetched} blob(s), ${c.fetchedBytes} bytes (${offer.missing} were missing there)\n` +
+    `  channel ${c.channel} head is now seq ${c.headSeq}\n`
+}
+
 export function registerPublish (program: Command): void {
   program.command('publish')
     .description('chunk, compress, encrypt and sign a release into a repository folder')
@@ -48,7 +60,8 @@ export function registerPublish (program: Command): void {
     .requiredOption('--name <package>', 'package name ([a-z0-9][a-z0-9._-]*)')
     .requiredOption('--version <semver>', 'release version (semantic version)')
     .requiredOption('--keys <dir>', 'the keys folder from `shoal keys init`')
-    .requiredOption('--repo <dir>', 'repository folder to write blobs and the manifest into (created if absent)')
+    .option('--repo <dir>', 'repository folder to write blobs and the manifest into (created if absent); required without --to')
+    .option('--to <multiaddr>', 'also send the release to this seed (…/p2p/<seed PeerId>); only blobs it lacks travel')
     .option('--channel <name>', 'release channel', 'stable')
     .option('--seq <n>', 'manifest sequence number (default: one more than the highest in the repo)')
     .option('--expires <duration>', 'manifest lifetime', '365d')
@@ -64,9 +77,15 @@ export function registerPublish (program: Command): void {
     .addHelpText('after', `
 Examples:
   shoal publish ./build --name hello --version 1.0.0 --keys ./fleet-keys --repo ./repo
-  shoal publish app-2.1.0.tgz --name app --version 2.1.0 --keys ./fleet-keys --repo ./repo --json`)
+  shoal publish app-2.1.0.tgz --name app --version 2.1.0 --keys ./fleet-keys --repo ./repo --json
+  shoal publish ./build --name hello --version 1.0.1 --keys ./fleet-keys --to /ip4/10.0.0.5/tcp/7700/p2p/12D3KooW…
+
+With --to, the publisher's PeerId (\`shoal keys peer-id --keys <dir>\`) must be in the seed's
+"publishers" list when that list is not empty.`)
     .action(async (input: string, o: PublishFlags) => {
-      const keys = await loadPublisherKeys(resolve(o.keys))
+      if (o.repo === undefined && o.to === undefined) throw new InvalidArgumentError('give --repo <dir>, --to <seed multiaddr>, or both')
+      const keysDir = resolve(o.keys)
+      const keys = await loadPublisherKeys(keysDir)
       const chunker: Record<string, number> = {}
       if (o.minChunk !== undefined) chunker.minSize = parseSize(o.minChunk, '--min-chunk')
       if (o.avgChunk !== undefined) chunker.avgSize = parseSize(o.avgChunk, '--avg-chunk')
@@ -74,18 +93,33 @@ Examples:
       const hooks: { preinstall?: string, postinstall?: string } = {}
       if (o.preinstall !== undefined) hooks.preinstall = await readText(o.preinstall, '--preinstall')
       if (o.postinstall !== undefined) hooks.postinstall = await readText(o.postinstall, '--postinstall')
+      const tempRepo = o.repo === undefined ? await mkdtemp(join(tmpdir(), 'shoal-publish-')) : undefined
+      const repoDir = resolve(o.repo ?? tempRepo as string)
+      let session: SeedSession | undefined
       const bar = progressBar('publish', 0, o.json !== true)
       let total = -1
       try {
+        let seq = o.seq !== undefined ? parseIntArg(o.seq, '--seq', 1, Number.MAX_SAFE_INTEGER) : undefined
+        if (o.to !== undefined) {
+          session = await SeedSession.open({
+            seed: o.to, networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(keysDir), blobs: await BlobStore.open(repoDir)
+          })
+          // The seed's head decides what "newer" means; the local repo may be fresh or behind.
+          if (seq === undefined) {
+            const remote = await session.latest(o.name, o.channel)
+            const local = await lastSeq(await RepoLayout.create(repoDir), o.name)
+            seq = Math.max(remote.seq, local) + 1
+          }
+        }
         const res = await publishRelease({
           input: resolve(input),
           package: o.name,
           version: o.version,
           channel: o.channel,
-          repoDir: resolve(o.repo),
+          repoDir,
           signers: keys.publisherKeys,
           contentKey: keys.fleet.contentKey,
-          ...(o.seq !== undefined ? { seq: parseIntArg(o.seq, '--seq', 1, Number.MAX_SAFE_INTEGER) } : {}),
+          ...(seq !== undefined ? { seq } : {}),
           expires: new Date(Date.now() + parseDuration(o.expires, '--expires')),
           chunker,
           brotliQuality: parseIntArg(o.brotliQuality, '--brotli-quality', 0, 11),
@@ -98,10 +132,21 @@ Examples:
           }
         })
         bar.stop()
-        if (o.json === true) printJson(res)
-        else process.stdout.write(formatPublish(res))
+        let pushed: { offer: OfferResult, commit: CommitResult } | undefined
+        if (session !== undefined) {
+          const manifest = await readFile(res.manifestPath)
+          const offer = await session.offer(manifest)
+          pushed = { offer, commit: await session.commit(manifest) }
+        }
+        if (o.json === true) printJson(pushed === undefined ? res : { ...res, seed: { to: o.to, ...pushed.commit, missingBefore: pushed.offer.missing } })
+        else {
+          process.stdout.write(tempRepo === undefined ? formatPublish(res) : formatPublish(res).replace(/\n {2}manifest .*\n$/, '\n'))
+          if (pushed !== undefined) process.stdout.write(formatPush(o.to as string, pushed.offer, pushed.commit))
+        }
       } finally {
         bar.stop()
+        await session?.close()
+        if (tempRepo !== undefined) await rm(tempRepo, { recursive: true, force: true })
       }
     })
 }

@@ -64,3 +64,12 @@ export const BLOBS_DEFAULT_OPEN_TIMEOUT_MS = 15_000
 
 /** Default time limit of one request/response call. */
 export const RPC_DEFAULT_TIMEOUT_MS = 15_000
+
+/** Channel heads and manifests: polled from seeds, pushed to connected peers. */
+export const ANNOUNCE_PROTOCOL = '/shoal/announce/1'
+/** Publisher → seed: offer a release, the seed pulls the blobs it lacks. */
+export const PUBLISH_PROTOCOL = '/shoal/publish/1'
+/** Largest JSON header of a control message (announce, publish). */
+export const CONTROL_MAX_HEADER = 4 * 1024 * 1024
+/** Largest RPC body either way: a 64 MiB manifest plus its control header. */
+export const RPC_MAX_BODY = 80 * 1024 * 1024

@@ -8,7 +8,7 @@ import type { AbortOptions, Connection, Libp2p, PeerId, Stream } from '@libp2p/i
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
 import { resolveAdmission, type Admission } from './admission.js'
-import { ADMIT_TIMEOUT_MS, RPC_DEFAULT_TIMEOUT_MS } from './constants.js'
+import { ADMIT_TIMEOUT_MS, RPC_DEFAULT_TIMEOUT_MS, RPC_MAX_BODY } from './constants.js'
 import { NetAbortedError, NetTimeoutError, PeerConnectionError, PeerProtocolError, RpcRemoteError } from './errors.js'
 import { FrameWriter, readFrames } from './framing.js'
 
@@ -144,7 +144,7 @@ export async function callRpc (node: Libp2p, peer: PeerId | Multiaddr, protocol:
 function checkLimits (opts: RpcLimits): void {
   for (const k of ['maxRequestBytes', 'maxResponseBytes'] as const) {
     const v = opts[k]
-    if (!Number.isSafeInteger(v) || v < 0 || v > 64 * 1024 * 1024) throw new InvalidArgumentError(`${k} must be an integer within 0…64 MiB`)
+    if (!Number.isSafeInteger(v) || v < 0 || v > RPC_MAX_BODY) throw new InvalidArgumentError(`${k} must be an integer within 0…${RPC_MAX_BODY} bytes`)
   }
 }
 

@@ -2,8 +2,6 @@
 // own with FastCDC, seal the chunks on worker threads, store the blobs the repo lacks, and sign
 // the manifest. Memory stays bounded by the number of chunks in flight, whatever the input size.
 import { createHash } from 'node:crypto'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { availableParallelism } from 'node:os'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
 import { FastCdc, DEFAULT_CHUNKER_OPTIONS, validateChunkerOptions, type ChunkerOptions } from '../core/chunker.js'
@@ -13,9 +11,8 @@ import { buildManifest, decodeManifest, validatePackageName, validateVersion, ty
 import type { KeyPair } from '../core/keys.js'
 import { BlobStore } from '../store/blob-store.js'
 import { RepoLayout, ReuseIndex } from '../store/repo.js'
+import { syncFilesystem } from '../store/fs-util.js'
 import { prepareInput, readFilePieces, type InputEntry } from './input.js'
-
-const execFileP = promisify(execFile)
 
 export class VersionExistsError extends ShoalError {
   constructor (pkg: string, version: string, path: string) {
@@ -78,15 +75,6 @@ export async function lastSeq (repo: RepoLayout, pkg: string): Promise<number> {
     if (m.signed.seq > max) max = m.signed.seq
   }
   return max
-}
-
-/** Makes the blobs written so far durable with one syncfs instead of an fsync per blob. */
-async function syncFilesystem (dir: string): Promise<void> {
-  try {
-    await execFileP('sync', ['-f', dir])
-  } catch {
-    await execFileP('sync', [])
-  }
 }
 
 export async function publishRelease (o: PublishOptions): Promise<PublishResult> {

@@ -1,0 +1,65 @@
+import type { Command } from 'commander'
+import { resolve } from 'node:path'
+import { CONFIG_DEFAULTS, loadConfig, type DaemonConfig } from '../daemon/config.js'
+import { startDaemon } from '../daemon/daemon.js'
+import { describeError, parseDuration, parseSize } from './common.js'
+
+const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'channels', 'publishers'])
+const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime'])
+const FIELDS: Array<keyof DaemonConfig> = [
+  'role', 'stateDir', 'enroll', 'listen', 'seeds', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
+  'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'expiryGrace', 'logLevel'
+]
+
+const kebab = (s: string): string => s.replace(/[A-Z]/g, c => '-' + c.toLowerCase())
+const camel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+
+/** A flag's text as the config value it overrides: lists comma-separated, sizes and durations in units. */
+function flagValue (field: keyof DaemonConfig, text: string): unknown {
+  if (text === 'null' && (field === 'site' || field === 'api')) return null
+  if (LISTS.has(field)) return text === '' ? [] : text.split(',').map(s => s.trim())
+  if (field === 'wanRate') return parseSize(text, '--wan-rate')
+  if (DURATIONS.has(field)) return parseDuration(text, `--${kebab(field)}`)
+  if (field === 'expiryGrace') return Math.round(parseDuration(text, '--expiry-grace') / 1000)
+  return text
+}
+
+export function registerDaemon (program: Command): void {
+  const cmd = program.command('daemon')
+    .description('run a seed or an endpoint (role from the config file)')
+    .requiredOption('--config <file>', 'JSON config (docs/config.md; examples/seed.json, examples/endpoint.json)')
+  for (const f of FIELDS) {
+    const hint = LISTS.has(f) ? '<a,b,…>' : '<value>'
+    cmd.option(`--${kebab(f)} ${hint}`, `override config field "${f}"${f in CONFIG_DEFAULTS ? '' : ''}`)
+  }
+  cmd.addHelpText('after', `
+Sizes take units (--wan-rate 2MB), durations too (--poll-interval 30s); lists are comma-separated.
+Logs are pino JSON on stderr (pretty on a terminal; SHOAL_LOG_JSON=1 forces JSON).
+Ctrl-C or SIGTERM stops the daemon cleanly.
+
+Examples:
+  shoal daemon --config examples/seed.json
+  shoal daemon --config examples/endpoint.json --ring canary --log-level debug`)
+    .action(async (o: Record<string, string>) => {
+      const overrides: Partial<Record<keyof DaemonConfig, unknown>> = {}
+      for (const [k, v] of Object.entries(o)) {
+        if (k === 'config') continue
+        const field = camel(k) as keyof DaemonConfig
+        if (FIELDS.includes(field)) overrides[field] = flagValue(field, v)
+      }
+      const cfg = await loadConfig(resolve(o.config as string), overrides)
+      const daemon = await startDaemon(cfg)
+      if (daemon.api !== undefined) process.stderr.write(`shoal ${cfg.role} ${daemon.node.peerId.toString()} · API http://${daemon.api.address}\n`)
+      await new Promise<void>(done => {
+        let stopping = false
+        const stop = (signal: string): void => {
+          if (stopping) return
+          stopping = true
+          daemon.log.info({ signal }, 'stopping')
+          daemon.stop().then(done, (err: unknown) => { process.stderr.write(`shoal: ${describeError(err)}\n`); done() })
+        }
+        process.once('SIGINT', () => stop('SIGINT'))
+        process.once('SIGTERM', () => stop('SIGTERM'))
+      })
+    })
+}

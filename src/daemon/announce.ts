@@ -1,0 +1,136 @@
+// /shoal/announce/1: how channel heads and manifests travel (docs/protocol.md §6.5). Every daemon
+// serves the heads it holds and the manifests they name; endpoints poll their seeds, and a daemon
+// that accepts a new head pushes it to the peers it is connected to. Signatures make the path
+// irrelevant, so nothing here trusts what it receives: the caller verifies.
+import type { PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { ShoalError } from '../core/errors.js'
+import { MAX_HEAD_BYTES } from '../core/head.js'
+import { MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
+import { HEX64 } from '../core/signed.js'
+import { ANNOUNCE_PROTOCOL } from '../net/constants.js'
+import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
+import type { ShoalNode } from '../net/node.js'
+import { callRpc, handleRpc } from '../net/rpc.js'
+import type { StateDb } from '../store/state-db.js'
+
+/** Channels one request may ask about. */
+export const MAX_CHANNELS = 64
+const MAX_REQUEST = MAX_HEAD_BYTES + 64 * 1024
+const MAX_RESPONSE = Math.max(MAX_MANIFEST_BYTES, MAX_CHANNELS * MAX_HEAD_BYTES) + 1024 * 1024
+
+export class NotFoundError extends ShoalError {
+  constructor (what: string) {
+    super('ERR_NOT_FOUND', `${what} is not held by this peer`)
+  }
+}
+
+interface StoredHead { bytes: string /* base64 */ }
+
+/** The head this daemon holds (and serves) for `channel`, as signed. */
+export async function loadHead (db: StateDb, channel: string): Promise<Uint8Array | null> {
+  const rec = await db.heads.get(channel) as StoredHead | null
+  return rec === null ? null : Buffer.from(rec.bytes, 'base64')
+}
+
+export async function storeHead (db: StateDb, channel: string, bytes: Uint8Array): Promise<void> {
+  await db.heads.put(channel, { bytes: Buffer.from(bytes).toString('base64') } satisfies StoredHead)
+}
+
+export type PushListener = (channel: string, head: Uint8Array, from: PeerId) => void
+
+export class Announce {
+  private unhandle: (() => Promise<void>) | undefined
+
+  constructor (private readonly node: ShoalNode, private readonly db: StateDb, private readonly onPush?: PushListener) {}
+
+  async start (): Promise<void> {
+    this.unhandle = await handleRpc(this.node, ANNOUNCE_PROTOCOL, async (req, peer) => await this.serve(req, peer), {
+      maxRequestBytes: MAX_REQUEST,
+      maxResponseBytes: MAX_RESPONSE,
+      timeoutMs: 60_000
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.unhandle?.()
+  }
+
+  private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
+    const what = 'announce request'
+    const { header, parts } = decodeControl(req, what)
+    const op = headerString(header, 'op', what)
+    if (op === 'heads') {
+      const channels = headerStrings(header, 'channels', what, MAX_CHANNELS, PACKAGE_NAME)
+      const heads: Uint8Array[] = []
+      const held: string[] = []
+      for (const c of channels) {
+        const h = await loadHead(this.db, c)
+        if (h !== null) { heads.push(h); held.push(c) }
+      }
+      return encodeControl({ channels: held }, heads)
+    }
+    if (op === 'manifest') {
+      const id = headerString(header, 'id', what, HEX64)
+      const bytes = await this.db.manifests.get(id)
+      if (bytes === null) throw new NotFoundError(`manifest ${id}`)
+      return encodeControl({}, [bytes])
+    }
+    if (op === 'push') {
+      const channel = headerString(header, 'channel', what, PACKAGE_NAME)
+      const head = parts[0]
+      if (head === undefined || parts.length !== 1) throw new NotFoundError('a pushed head')
+      this.onPush?.(channel, head, peer)
+      return encodeControl({ ok: true })
+    }
+    throw new NotFoundError(`operation ${JSON.stringify(op).slice(0, 40)}`)
+  }
+
+  /** The heads `peer` holds for `channels` (unverified), by channel. */
+  async fetchHeads (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
+    const res = await this.call(peer, encodeControl({ op: 'heads', channels }), signal)
+    const { header, parts } = decodeControl(res, 'announce heads reply')
+    const held = headerStrings(header, 'channels', 'announce heads reply', MAX_CHANNELS, PACKAGE_NAME)
+    const out = new Map<string, Uint8Array>()
+    held.forEach((c, i) => { const p = parts[i]; if (p !== undefined && channels.includes(c)) out.set(c, p) })
+    return out
+  }
+
+  /** Manifest bytes by id from `peer` (unverified: the caller checks the id and signatures). */
+  async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const res = await this.call(peer, encodeControl({ op: 'manifest', id }), signal)
+    const { parts } = decodeControl(res, 'announce manifest reply')
+    const bytes = parts[0]
+    if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
+    return bytes
+  }
+
+  async push (peer: PeerId, channel: string, head: Uint8Array): Promise<void> {
+    await this.call(peer, encodeControl({ op: 'push', channel }, [head]), AbortSignal.timeout(10_000))
+  }
+
+  /** Pushes a head to every connected peer that speaks announce; failures are only logged by the caller. */
+  async pushToAll (channel: string, head: Uint8Array, except?: PeerId): Promise<number> {
+    const peers = new Map<string, PeerId>()
+    for (const c of this.node.getConnections()) {
+      if (except !== undefined && c.remotePeer.equals(except)) continue
+      peers.set(c.remotePeer.toString(), c.remotePeer)
+    }
+    const results = await Promise.allSettled([...peers.values()].map(async p => {
+      const protocols = (await this.node.peerStore.get(p).catch(() => undefined))?.protocols ?? []
+      if (!protocols.includes(ANNOUNCE_PROTOCOL)) return false
+      await this.push(p, channel, head)
+      return true
+    }))
+    return results.filter(r => r.status === 'fulfilled' && r.value).length
+  }
+
+  private async call (peer: PeerId | Multiaddr, req: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    return await callRpc(this.node, peer, ANNOUNCE_PROTOCOL, req, {
+      maxRequestBytes: MAX_REQUEST,
+      maxResponseBytes: MAX_RESPONSE,
+      timeoutMs: 60_000,
+      ...(signal !== undefined ? { signal } : {})
+    })
+  }
+}

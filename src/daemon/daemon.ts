@@ -1,0 +1,205 @@
+// The composition root (DESIGN §9): reads the config and the enrollment bundle, opens the state,
+// builds the libp2p node, and wires the role's services to it. Nothing below this file knows
+// which role it runs in.
+import { readFile } from 'node:fs/promises'
+import { decodeEndpointEnrollment, decodeSeedEnrollment } from '../core/enroll.js'
+import { deriveFleetKeys } from '../core/fleet-keys.js'
+import type { KeyPair } from '../core/keys.js'
+import { decodeRoot, verifyRoot, type SignedRoot } from '../core/root.js'
+import { encodeEnvelope } from '../core/signed.js'
+import { Installer, type InstallerOptions } from '../install/installer.js'
+import { BlobClient, BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
+import { createShoalNode, type MuxerName, type ShoalNode } from '../net/node.js'
+import { loadOrCreatePeerKey } from '../net/peer-key.js'
+import { BlobStore } from '../store/blob-store.js'
+import { StateDb } from '../store/state-db.js'
+import { TokenBucket } from '../swarm/token-bucket.js'
+import { SHOAL_VERSION } from '../version.js'
+import { Announce } from './announce.js'
+import { startApi, type ApiServer } from './api.js'
+import { ConfigError, type DaemonConfig } from './config.js'
+import { Endpoint, type HeadStatus, type PackageStatus } from './endpoint.js'
+import { createLogger, type Logger } from './log.js'
+import { DaemonMetrics } from './metrics.js'
+import { Seed } from './seed.js'
+
+export interface DaemonOptions {
+  logger?: Logger
+  now?: () => Date
+  /** Muxers offered (tests: an mplex-only peer). */
+  muxers?: MuxerName[]
+  installer?: InstallerOptions
+}
+
+export interface DaemonStatus {
+  peerId: string
+  role: DaemonConfig['role']
+  version: string
+  site: string | null
+  ring: string
+  paused: boolean
+  listen: string[]
+  peers: Array<{ peerId: string, addr: string }>
+  packages: PackageStatus[]
+  heads: HeadStatus[]
+  bytes: { seed: number, lan: number, origin: number, served: number }
+  blobs: { stored: number }
+}
+
+export interface Daemon {
+  readonly cfg: DaemonConfig
+  readonly node: ShoalNode
+  readonly db: StateDb
+  readonly blobs: BlobStore
+  readonly metrics: DaemonMetrics
+  readonly serverStats: BlobServerStats
+  readonly endpoint: Endpoint | undefined
+  readonly seed: Seed | undefined
+  readonly api: ApiServer | undefined
+  readonly log: Logger
+  status: () => Promise<DaemonStatus>
+  stop: () => Promise<void>
+}
+
+interface Enrollment { root: SignedRoot, networkKey: Uint8Array, contentKey?: Uint8Array, onlineKey?: KeyPair }
+
+async function readEnrollment (cfg: DaemonConfig): Promise<Enrollment> {
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(cfg.enroll)
+  } catch (err) {
+    throw new ConfigError(`cannot read the enrollment bundle "enroll" = ${cfg.enroll}: ${(err as Error).message}`, { cause: err })
+  }
+  const wrongFile = (err: unknown, expected: string): never => {
+    throw new ConfigError(`${cfg.enroll} is not a valid ${expected} for role "${cfg.role}": ${(err as Error).message}`, { cause: err })
+  }
+  if (cfg.role === 'seed') {
+    try {
+      const e = decodeSeedEnrollment(bytes)
+      return { root: e.root, networkKey: e.networkKey, onlineKey: e.onlineKey }
+    } catch (err) { return wrongFile(err, 'seed-enroll.json') }
+  }
+  try {
+    const e = decodeEndpointEnrollment(bytes)
+    const keys = deriveFleetKeys(e.fleetSecret)
+    return { root: e.root, networkKey: keys.networkKey, contentKey: keys.contentKey }
+  } catch (err) { return wrongFile(err, 'enroll.json') }
+}
+
+/** The root this daemon trusts: the pinned one in its state, or the enrollment's on first start. */
+async function pinnedRoot (db: StateDb, enrolled: SignedRoot, now: Date, grace: number): Promise<SignedRoot> {
+  const stored = await db.kv.get('root') as { bytes: string } | null
+  let root = enrolled
+  if (stored !== null) {
+    const pinned = decodeRoot(Buffer.from(stored.bytes, 'base64'))
+    if (pinned.signed.version >= enrolled.signed.version) root = pinned
+  }
+  verifyRoot(root, now, { graceSeconds: grace })
+  if (root === enrolled) await db.kv.put('root', { bytes: Buffer.from(encodeEnvelope(root)).toString('base64') })
+  return root
+}
+
+export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+  const now = opts.now ?? (() => new Date())
+  const log = opts.logger ?? createLogger(cfg.logLevel, { role: cfg.role })
+  const enrollment = await readEnrollment(cfg)
+  const privateKey = await loadOrCreatePeerKey(cfg.stateDir)
+  const db = await StateDb.open(cfg.stateDir)
+  const cleanups: Array<() => Promise<void>> = [async () => { await db.close() }]
+  const cleanup = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try { await c() } catch (err) { log.warn({ err }, 'error while stopping') }
+    }
+  }
+  try {
+    const root = await pinnedRoot(db, enrollment.root, now(), cfg.expiryGrace)
+    const blobs = await BlobStore.open(cfg.stateDir)
+    const node = await createShoalNode({
+      privateKey,
+      listen: cfg.listen,
+      networkKey: enrollment.networkKey,
+      ...(opts.muxers !== undefined ? { muxers: opts.muxers } : {})
+    })
+    cleanups.push(async () => { await node.stop() })
+    const metrics = new DaemonMetrics({ role: cfg.role })
+    const serverStats = new BlobServerStats()
+    cleanups.push(await registerBlobsProtocol(node, { get: async cid => await blobs.get(cid) }, { stats: serverStats }))
+    const client = new BlobClient(node)
+    cleanups.push(async () => { await client.close() })
+
+    let endpoint: Endpoint | undefined
+    let seed: Seed | undefined
+    const announce = new Announce(node, db, (channel, head, from) => endpoint?.onPush(channel, head, from))
+    await announce.start()
+    cleanups.push(async () => { await announce.stop() })
+
+    if (cfg.role === 'seed') {
+      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now })
+      await seed.start()
+      cleanups.push(async () => { await seed?.stop() })
+    } else {
+      const installer = new Installer(cfg.installRoot, opts.installer)
+      const bucket = new TokenBucket({ rate: cfg.wanRate })
+      endpoint = new Endpoint({
+        node, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now
+      })
+      await endpoint.start()
+      cleanups.push(async () => { await endpoint?.stop() })
+    }
+
+    const status = async (): Promise<DaemonStatus> => {
+      const counters = await db.counters.all()
+      const peers = node.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString() }))
+      metrics.peers.set(new Set(peers.map(p => p.peerId)).size)
+      metrics.paused.set(endpoint?.paused === true ? 1 : 0)
+      return {
+        peerId: node.peerId.toString(),
+        role: cfg.role,
+        version: SHOAL_VERSION,
+        site: cfg.site,
+        ring: cfg.ring,
+        paused: endpoint?.paused ?? false,
+        listen: node.getMultiaddrs().map(a => a.toString()),
+        peers,
+        packages: endpoint !== undefined ? await endpoint.packages() : [],
+        heads: endpoint !== undefined ? await endpoint.heads() : [],
+        bytes: { seed: counters['bytes.seed'] ?? 0, lan: counters['bytes.lan'] ?? 0, origin: counters['bytes.origin'] ?? 0, served: serverStats.bytesServed },
+        blobs: { stored: (await blobs.stats()).blobs }
+      }
+    }
+
+    let api: ApiServer | undefined
+    if (cfg.api !== null) {
+      api = await startApi(cfg.api, {
+        status,
+        metrics: async () => {
+          metrics.blobsStored.set((await blobs.stats()).blobs)
+          metrics.bytesServed.inc({ role: cfg.role }, 0)
+          return await metrics.text()
+        },
+        pause: async () => { if (endpoint !== undefined) endpoint.paused = true; log.info('paused') },
+        resume: async () => { if (endpoint !== undefined) { endpoint.paused = false; endpoint.kick() } log.info('resumed') },
+        ...(endpoint !== undefined ? { installNow: async () => { endpoint?.kick() } } : {})
+      })
+      const a = api
+      cleanups.push(async () => { await a.close() })
+    }
+    log.info({ peerId: node.peerId.toString(), listen: node.getMultiaddrs().map(String), api: api?.address }, `shoal ${cfg.role} started`)
+
+    // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
+    let stopping: Promise<void> | undefined
+    return {
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, log, status,
+      stop: async () => {
+        stopping ??= (async () => {
+          await cleanup()
+          log.info('stopped')
+        })()
+        await stopping
+      }
+    }
+  } catch (err) {
+    await cleanup()
+    throw err
+  }
+}

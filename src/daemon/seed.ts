@@ -1,0 +1,225 @@
+// The seed role: accepts releases from publishers over /shoal/publish/1, keeps every blob, and signs
+// the channel heads with the online key. It never holds the content key: it checks a release's
+// signatures against the pinned root, never its contents, and takes only the blobs the manifest
+// lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
+import type { PeerId } from '@libp2p/interface'
+import { ShoalError } from '../core/errors.js'
+import { decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
+import type { KeyPair } from '../core/keys.js'
+import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
+import type { SignedRoot } from '../core/root.js'
+import { cidFromHex } from '../core/seal.js'
+import { RollbackError } from '../core/signed.js'
+import type { BlobClient } from '../net/blobs.js'
+import { PUBLISH_PROTOCOL } from '../net/constants.js'
+import { decodeControl, encodeControl, headerString } from '../net/control.js'
+import type { ShoalNode } from '../net/node.js'
+import { handleRpc } from '../net/rpc.js'
+import type { BlobStore } from '../store/blob-store.js'
+import { syncFilesystem } from '../store/fs-util.js'
+import type { StateDb } from '../store/state-db.js'
+import { loadHead, storeHead, type Announce } from './announce.js'
+import type { DaemonConfig } from './config.js'
+import type { Logger } from './log.js'
+import type { DaemonMetrics } from './metrics.js'
+
+/** A whole release may take this long to pull from the publisher. */
+export const PUBLISH_TIMEOUT_MS = 2 * 3600_000
+/** Blobs pulled from the publisher at once (pipelined on one stream). */
+const PULL_CONCURRENCY = 32
+const MAX_PUBLISH_REQUEST = MAX_MANIFEST_BYTES + 64 * 1024
+const MAX_PUBLISH_RESPONSE = MAX_CHUNKS / 8 + 64 * 1024
+
+export class PublishRefusedError extends ShoalError {
+  constructor (message: string) {
+    super('ERR_PUBLISH_REFUSED', message)
+  }
+}
+
+export interface SeedDeps {
+  node: ShoalNode
+  db: StateDb
+  blobs: BlobStore
+  client: BlobClient
+  announce: Announce
+  root: SignedRoot
+  onlineKey: KeyPair
+  cfg: DaemonConfig
+  log: Logger
+  metrics: DaemonMetrics
+  now: () => Date
+}
+
+export interface PublishOutcome { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
+
+/** Bit i set = chunk i of the manifest is missing here. */
+function missingBitfield (missing: boolean[]): Uint8Array {
+  const out = new Uint8Array(Math.ceil(missing.length / 8))
+  missing.forEach((m, i) => { if (m) out[i >> 3]! |= 1 << (i & 7) })
+  return out
+}
+
+export class Seed {
+  private unhandle: (() => Promise<void>) | undefined
+  private refreshTimer: NodeJS.Timeout | undefined
+  /** Head signing (publish commits, refreshes) runs one at a time. */
+  private headChain: Promise<unknown> = Promise.resolve()
+
+  constructor (private readonly d: SeedDeps) {}
+
+  async start (): Promise<void> {
+    this.unhandle = await handleRpc(this.d.node, PUBLISH_PROTOCOL, async (req, peer) => await this.serve(req, peer), {
+      maxRequestBytes: MAX_PUBLISH_REQUEST,
+      maxResponseBytes: MAX_PUBLISH_RESPONSE,
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+      maxInboundStreams: 4
+    })
+    // Heads are short-lived on purpose (freeze attacks); the seed re-signs them before they lapse.
+    const every = Math.max(1000, Math.min(this.d.cfg.headLifetime / 4, 3600_000))
+    this.refreshTimer = setInterval(() => { this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed')) }, every)
+    this.refreshTimer.unref()
+    await this.refreshHeads()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.refreshTimer)
+    await this.unhandle?.()
+    await this.headChain.catch(() => {})
+  }
+
+  private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
+    const what = 'publish request'
+    const allow = this.d.cfg.publishers
+    if (allow.length > 0 && !allow.includes(peer.toString())) {
+      this.d.log.warn({ peer: peer.toString() }, 'publish refused: peer not in "publishers"')
+      throw new PublishRefusedError(`peer ${peer.toString()} is not in this seed's "publishers" list`)
+    }
+    const { header, parts } = decodeControl(req, what)
+    const op = headerString(header, 'op', what)
+    if (op === 'latest') {
+      const channel = headerString(header, 'channel', what, PACKAGE_NAME)
+      const pkg = headerString(header, 'package', what, PACKAGE_NAME)
+      const entry = (await this.currentHead(channel))?.packages[pkg]
+      return encodeControl(entry === undefined ? { seq: 0 } : { seq: entry.seq, version: entry.version })
+    }
+    const bytes = parts[0]
+    if (bytes === undefined) throw new PublishRefusedError('the publish request carries no manifest')
+    if (op === 'offer') {
+      const { manifest, already } = await this.check(bytes)
+      const missing = await this.missing(manifest)
+      const n = missing.filter(Boolean).length
+      const missingBytes = manifest.signed.chunks.reduce((s, c, i) => s + (missing[i] === true ? c.size : 0), 0)
+      return encodeControl({ already, missing: n, missingBytes }, [missingBitfield(missing)])
+    }
+    if (op === 'commit') return encodeControl({ ...(await this.commit(bytes, peer)) })
+    throw new PublishRefusedError(`unknown publish operation ${JSON.stringify(op).slice(0, 40)}`)
+  }
+
+  /** Verified against the pinned root; refused when its sequence does not move the package forward. */
+  private async check (bytes: Uint8Array): Promise<{ manifest: SignedManifest, id: string, already: boolean }> {
+    const manifest = decodeManifest(bytes)
+    verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace })
+    const id = manifestId(bytes)
+    const b = manifest.signed
+    const entry = (await this.currentHead(b.channel))?.packages[b.package]
+    if (entry !== undefined && entry.manifest === id) return { manifest, id, already: true }
+    if (entry !== undefined && entry.seq >= b.seq) {
+      throw new RollbackError(`${b.package}@${b.version} has seq ${b.seq}, but channel ${b.channel} already serves ${entry.version} with seq ${entry.seq}; publish with a higher --seq`)
+    }
+    return { manifest, id, already: false }
+  }
+
+  private async missing (m: SignedManifest): Promise<boolean[]> {
+    return await Promise.all(m.signed.chunks.map(async c => !(await this.d.blobs.has(cidFromHex(c.cid)))))
+  }
+
+  private async commit (bytes: Uint8Array, peer: PeerId): Promise<PublishOutcome> {
+    const { manifest, id, already } = await this.check(bytes)
+    const b = manifest.signed
+    const release = `${b.package}@${b.version}`
+    const chunks = manifest.signed.chunks
+    const missing = await this.missing(manifest)
+    const todo = chunks.filter((_, i) => missing[i] === true)
+    let fetched = 0
+    let fetchedBytes = 0
+    const abort = new AbortController()
+    const queue = [...new Map(todo.map(c => [c.cid, c])).values()]
+    const worker = async (): Promise<void> => {
+      for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
+        const cid = cidFromHex(c.cid)
+        const blob = await this.d.client.fetch(peer, cid, c.size, abort.signal)
+        await this.d.blobs.put(cid, blob, { durable: false })
+        fetched++
+        fetchedBytes += blob.byteLength
+      }
+    }
+    try {
+      await Promise.all(Array.from({ length: Math.min(PULL_CONCURRENCY, queue.length) }, worker))
+    } catch (err) {
+      abort.abort()
+      throw err
+    }
+    if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
+    this.d.metrics.bytesReceived.inc({ source: 'publisher' }, fetchedBytes)
+    this.d.metrics.blobsReceived.inc({ source: 'publisher' }, fetched)
+    await this.d.db.batch([
+      this.d.db.manifests.putOp(id, bytes),
+      ...this.d.db.blobIndex.addOps(release, [...new Set(chunks.map(c => c.cid))])
+    ])
+    let headSeq = (await this.currentHead(b.channel))?.seq ?? 0
+    if (!already) {
+      headSeq = await this.updateHead(b.channel, packages => {
+        // Re-checked under the head lock: two publishes of one package may race.
+        const cur = packages[b.package]
+        if (cur !== undefined && cur.seq >= b.seq) throw new RollbackError(`${release} (seq ${b.seq}) lost a race with ${cur.version} (seq ${cur.seq})`)
+        return { ...packages, [b.package]: { manifest: id, seq: b.seq, version: b.version } }
+      })
+    }
+    this.d.log.info({ release, channel: b.channel, headSeq, fetched, fetchedBytes, from: peer.toString() }, already ? 'release already published' : 'release published')
+    return { package: b.package, version: b.version, channel: b.channel, headSeq, fetched, fetchedBytes, already }
+  }
+
+  private async currentHead (channel: string): Promise<HeadBody | null> {
+    const bytes = await loadHead(this.d.db, channel)
+    return bytes === null ? null : decodeHead(bytes).signed
+  }
+
+  /** Signs the next head of `channel` with `update` applied to its packages, stores it, pushes it. */
+  async updateHead (channel: string, update: (p: Record<string, HeadEntry>) => Record<string, HeadEntry>): Promise<number> {
+    const run = async (): Promise<number> => {
+      const last = await this.currentHead(channel)
+      const now = this.d.now()
+      const { bytes, head } = signHead({
+        channel,
+        seq: (last?.seq ?? 0) + 1,
+        issued: now,
+        expires: new Date(now.getTime() + this.d.cfg.headLifetime),
+        packages: update(last?.packages ?? {}),
+        signers: [this.d.onlineKey]
+      })
+      await storeHead(this.d.db, channel, bytes)
+      this.d.announce.pushToAll(channel, bytes)
+        .then(n => this.d.log.debug({ channel, seq: head.signed.seq, peers: n }, 'head pushed'))
+        .catch(err => this.d.log.warn({ err }, 'head push failed'))
+      return head.signed.seq
+    }
+    const p = this.headChain.then(run)
+    this.headChain = p.catch(() => {})
+    return await p
+  }
+
+  /** Re-signs every head past half its lifetime, so endpoints never see a lapsed one from a live seed. */
+  async refreshHeads (): Promise<void> {
+    for await (const [channel] of this.d.db.heads.entries()) {
+      const head = await this.currentHead(channel)
+      if (head === null) continue
+      const issued = Date.parse(head.issued)
+      const expires = Date.parse(head.expires)
+      const now = this.d.now().getTime()
+      if (now - issued >= (expires - issued) / 2) {
+        const seq = await this.updateHead(channel, p => p)
+        this.d.log.info({ channel, seq }, 'channel head re-signed')
+      }
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// Publisher → seed over /shoal/publish/1 (docs/protocol.md §6.6): offer the signed manifest, learn
+// which blobs the seed lacks, then let the seed pull exactly those from us over /shoal/blobs/1 on
+// the same connection. We serve only the blobs this manifest lists, so a seed cannot use the
+// publisher's connection to read anything else from its repository.
+import type { PrivateKey } from '@libp2p/interface'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { InvalidArgumentError } from '../core/errors.js'
+import { decodeManifest, MAX_CHUNKS, MAX_MANIFEST_BYTES } from '../core/manifest.js'
+import { cidToHex } from '../core/seal.js'
+import { BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
+import { PUBLISH_PROTOCOL } from '../net/constants.js'
+import { decodeControl, encodeControl } from '../net/control.js'
+import { createShoalNode, type ShoalNode } from '../net/node.js'
+import { callRpc } from '../net/rpc.js'
+import type { BlobStore } from '../store/blob-store.js'
+
+/** How long the seed may take to pull a release and sign its head. */
+export const PUSH_TIMEOUT_MS = 2 * 3600_000
+const LIMITS = { maxRequestBytes: MAX_MANIFEST_BYTES + 64 * 1024, maxResponseBytes: MAX_CHUNKS / 8 + 64 * 1024 }
+
+export interface OfferResult { already: boolean, missing: number, missingBytes: number }
+export interface CommitResult { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
+
+export class SeedSession {
+  readonly stats = new BlobServerStats()
+  private allowed = new Set<string>()
+
+  private constructor (private readonly node: ShoalNode, private readonly seed: Multiaddr, private readonly blobs: BlobStore) {}
+
+  /** Opens a node that only dials out, serving `blobs` to the seed (restricted per release). */
+  static async open (o: { seed: string, networkKey: Uint8Array, privateKey: PrivateKey, blobs: BlobStore }): Promise<SeedSession> {
+    let seed: Multiaddr
+    try {
+      seed = multiaddr(o.seed)
+    } catch (err) {
+      throw new InvalidArgumentError(`--to ${o.seed} is not a multiaddr (e.g. /ip4/10.0.0.5/tcp/7700/p2p/12D3Koo…): ${(err as Error).message}`)
+    }
+    if (seed.getComponents().find(c => c.name === 'p2p') === undefined) {
+      throw new InvalidArgumentError(`--to ${o.seed} must end in /p2p/<the seed's PeerId> (shown by \`shoal status\` on the seed)`)
+    }
+    const node = await createShoalNode({ privateKey: o.privateKey, listen: [], networkKey: o.networkKey })
+    const session = new SeedSession(node, seed, o.blobs)
+    await registerBlobsProtocol(node, {
+      get: async cid => session.allowed.has(cidToHex(cid)) ? await o.blobs.get(cid) : null
+    }, { stats: session.stats })
+    return session
+  }
+
+  get peerId (): string {
+    return this.node.peerId.toString()
+  }
+
+  /** The sequence (and version) the seed's head lists for `pkg` in `channel`; seq 0 when none. */
+  async latest (pkg: string, channel: string): Promise<{ seq: number, version?: string }> {
+    const { header } = decodeControl(await this.call(encodeControl({ op: 'latest', package: pkg, channel })), 'publish latest reply')
+    const seq = Number(header.seq)
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('the seed sent a malformed latest reply')
+    return { seq, ...(typeof header.version === 'string' ? { version: header.version } : {}) }
+  }
+
+  async offer (manifest: Uint8Array): Promise<OfferResult> {
+    const { header } = decodeControl(await this.call(encodeControl({ op: 'offer' }, [manifest])), 'publish offer reply')
+    return { already: header.already === true, missing: Number(header.missing), missingBytes: Number(header.missingBytes) }
+  }
+
+  /** The seed pulls what it lacks, stores the manifest and signs a new channel head. */
+  async commit (manifest: Uint8Array): Promise<CommitResult> {
+    const m = decodeManifest(manifest)
+    this.allowed = new Set(m.signed.chunks.map(c => c.cid))
+    try {
+      const { header } = decodeControl(await this.call(encodeControl({ op: 'commit' }, [manifest]), PUSH_TIMEOUT_MS), 'publish commit reply')
+      return header as unknown as CommitResult
+    } finally {
+      this.allowed = new Set()
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.node.stop()
+  }
+
+  private async call (req: Uint8Array, timeoutMs = 60_000): Promise<Uint8Array> {
+    return await callRpc(this.node, this.seed, PUBLISH_PROTOCOL, req, { ...LIMITS, timeoutMs })
+  }
+}
