@@ -1,4 +1,4 @@
-// The daemon's local HTTP API (docs/api.md): GET /status, GET /metrics, POST /pause, POST /resume,
+// The daemon's local HTTP API (docs/daemon.md): GET /status, GET /metrics, POST /pause, POST /resume,
 // POST /install-now. It listens on 127.0.0.1 by default; it changes nothing that a signed manifest
 // did not already allow, but binding it elsewhere is the operator's explicit choice.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
