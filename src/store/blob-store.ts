@@ -52,6 +52,8 @@ export class BlobStore {
   readonly blobsDir: string
   /** Writes in progress in this instance, by cid: a second put of the same cid waits for the first. */
   private readonly inflight = new Map<string, Promise<boolean>>()
+  /** Reads in progress, by cid: peers asking for the same blob at once share one read (a seed's hot release). */
+  private readonly reading = new Map<string, Promise<Buffer | null>>()
 
   private constructor (readonly dir: string) {
     this.blobsDir = join(dir, 'blobs')
@@ -90,13 +92,14 @@ export class BlobStore {
   async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
     const hex = cidToHex(cid)
     const path = this.pathHex(hex)
-    let blob: Buffer
-    try {
-      blob = await readFile(path)
-    } catch (err) {
-      if (isNotFound(err)) return null
-      throw err
+    let read = this.reading.get(hex)
+    if (read === undefined) {
+      read = readFile(path).catch((err: unknown) => { if (isNotFound(err)) return null; throw err })
+      this.reading.set(hex, read)
+      void read.finally(() => this.reading.delete(hex)).catch(() => {})
     }
+    const blob = await read
+    if (blob === null) return null
     if (opts.verify === true && sha256Hex(blob) !== hex) {
       await unlinkQuiet(path)
       return null

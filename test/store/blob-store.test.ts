@@ -54,6 +54,17 @@ beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'shoal-blobs-')) })
 afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
 
 describe('BlobStore basics', () => {
+  it('shares one read among concurrent gets of a blob, and caches nothing after', async () => {
+    const store = await BlobStore.open(dir)
+    const a = blobOf(200_000)
+    await store.put(a.cid, a.blob)
+    const reads = await Promise.all(Array.from({ length: 20 }, async () => await store.get(a.cid)))
+    expect(new Set(reads).size).toBe(1) // the very same buffer: one read served all twenty
+    expect(sameBytes(Buffer.from(reads[0]!), a.blob)).toBe(true)
+    await store.delete(a.cid)
+    expect(await store.get(a.cid)).toBeNull()
+  })
+
   it('puts, gets, sizes, lists, deletes', async () => {
     const store = await BlobStore.open(dir)
     const a = blobOf(1000)
