@@ -2,7 +2,7 @@
 // in one place. docs/config.md documents every field; test/daemon/config.test.ts keeps the two
 // in step.
 import { readFile } from 'node:fs/promises'
-import { dirname, isAbsolute, resolve } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
 
 export class ConfigError extends ShoalError {
@@ -47,6 +47,12 @@ export interface DaemonConfig {
   /** Clock-skew allowance when checking expiry, in seconds. */
   expiryGrace: number
   logLevel: LogLevel
+  /** Endpoint: find site peers on the LAN with mDNS. */
+  mdns: boolean
+  /** Endpoint: power source reported for ownership weights; "auto" reads /sys. */
+  power: 'auto' | 'ac' | 'battery'
+  /** Endpoint: uplink kind reported for ownership weights; "auto" looks at the default route. */
+  link: 'auto' | 'wired' | 'wifi' | 'metered'
 }
 
 export const CONFIG_DEFAULTS = {
@@ -62,7 +68,10 @@ export const CONFIG_DEFAULTS = {
   headLifetime: 24 * 3600_000,
   publishers: [] as string[],
   expiryGrace: 300,
-  logLevel: 'info' as LogLevel
+  logLevel: 'info' as LogLevel,
+  mdns: true,
+  power: 'auto' as const,
+  link: 'auto' as const
 }
 
 type Check = (v: unknown, field: string) => unknown
@@ -117,7 +126,10 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   headLifetime: posInt,
   publishers: strList,
   expiryGrace: nonNegInt,
-  logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')
+  logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  mdns: (v, f) => { if (typeof v !== 'boolean') throw new ConfigError(`config field "${f}" must be true or false`); return v },
+  power: oneOf('auto', 'ac', 'battery'),
+  link: oneOf('auto', 'wired', 'wifi', 'metered')
 }
 
 /**
@@ -134,14 +146,14 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
     if (!(req in o)) throw new ConfigError(`config field "${req}" is required`)
   }
   const merged: Record<string, unknown> = { ...CONFIG_DEFAULTS, ...o }
-  if (!('installRoot' in o)) merged.installRoot = resolve(String(o.stateDir), 'apps')
+  if (!('installRoot' in o)) merged.installRoot = 'apps' // placeholder: resolved under stateDir below
   const out: Record<string, unknown> = {}
   for (const [k, check] of Object.entries(FIELDS)) out[k] = check(merged[k], k)
   const cfg = out as unknown as DaemonConfig
   const abs = (p: string): string => isAbsolute(p) ? p : resolve(baseDir, p)
   cfg.stateDir = abs(cfg.stateDir)
   cfg.enroll = abs(cfg.enroll)
-  cfg.installRoot = isAbsolute(cfg.installRoot) ? cfg.installRoot : resolve(baseDir, cfg.installRoot)
+  cfg.installRoot = !('installRoot' in o) ? join(cfg.stateDir, 'apps') : abs(cfg.installRoot)
   if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
     throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
   }
