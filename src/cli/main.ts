@@ -8,6 +8,7 @@ import { registerVerify } from './verify.js'
 import { registerExtract } from './extract.js'
 import { registerDaemon } from './daemon.js'
 import { registerStatus } from './status.js'
+import { registerDemo } from './demo.js'
 import { SHOAL_VERSION } from '../version.js'
 
 export function buildProgram (): Command {
@@ -24,6 +25,7 @@ export function buildProgram (): Command {
   registerExtract(program)
   registerDaemon(program)
   registerStatus(program)
+  registerDemo(program)
   return program
 }
 

@@ -39,10 +39,23 @@ export async function storeHead (db: StateDb, channel: string, bytes: Uint8Array
 
 export type PushListener = (channel: string, head: Uint8Array, from: PeerId) => void
 
+export interface DirectoryEntry { id: string, addrs: string[] }
+/** Seed only: records the caller under its site label and returns its label mates. */
+export type Directory = (peer: PeerId, site: string, addrs: string[]) => DirectoryEntry[]
+
+/** Label mates one directory answer lists; addresses per peer. */
+export const MAX_DIRECTORY_PEERS = 64
+const MAX_ADDRS = 16
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
 export class Announce {
   private unhandle: (() => Promise<void>) | undefined
 
-  constructor (private readonly node: ShoalNode, private readonly db: StateDb, private readonly onPush?: PushListener) {}
+  constructor (
+    private readonly node: ShoalNode,
+    private readonly db: StateDb,
+    private readonly opts: { onPush?: PushListener, directory?: Directory } = {}
+  ) {}
 
   async start (): Promise<void> {
     this.unhandle = await handleRpc(this.node, ANNOUNCE_PROTOCOL, async (req, peer) => await this.serve(req, peer), {
@@ -80,8 +93,13 @@ export class Announce {
       const channel = headerString(header, 'channel', what, PACKAGE_NAME)
       const head = parts[0]
       if (head === undefined || parts.length !== 1) throw new NotFoundError('a pushed head')
-      this.onPush?.(channel, head, peer)
+      this.opts.onPush?.(channel, head, peer)
       return encodeControl({ ok: true })
+    }
+    if (op === 'site' && this.opts.directory !== undefined) {
+      const site = headerString(header, 'site', what, LABEL)
+      const addrs = headerStrings(header, 'addrs', what, MAX_ADDRS)
+      return encodeControl({ peers: this.opts.directory(peer, site, addrs).slice(0, MAX_DIRECTORY_PEERS) })
     }
     throw new NotFoundError(`operation ${JSON.stringify(op).slice(0, 40)}`)
   }
@@ -103,6 +121,16 @@ export class Announce {
     const bytes = parts[0]
     if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
     return bytes
+  }
+
+  /** Registers with a seed's directory under `site`; returns the label mates it knows. */
+  async siteMates (seed: PeerId | Multiaddr, site: string, addrs: string[], signal?: AbortSignal): Promise<DirectoryEntry[]> {
+    const res = await this.call(seed, encodeControl({ op: 'site', site, addrs: addrs.slice(0, MAX_ADDRS) }), signal)
+    const { header } = decodeControl(res, 'announce site reply')
+    const peers = header.peers
+    if (!Array.isArray(peers)) return []
+    return peers.slice(0, MAX_DIRECTORY_PEERS).filter((p): p is DirectoryEntry =>
+      typeof p === 'object' && p !== null && typeof p.id === 'string' && Array.isArray(p.addrs) && p.addrs.every((a: unknown) => typeof a === 'string'))
   }
 
   async push (peer: PeerId, channel: string, head: Uint8Array): Promise<void> {

@@ -129,7 +129,10 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
 
     let endpoint: Endpoint | undefined
     let seed: Seed | undefined
-    const announce = new Announce(node, db, (channel, head, from) => endpoint?.onPush(channel, head, from))
+    const announce = new Announce(node, db, {
+      onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
+      ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
+    })
     await announce.start()
     cleanups.push(async () => { await announce.stop() })
 

@@ -18,7 +18,7 @@ import { handleRpc } from '../net/rpc.js'
 import type { BlobStore } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { StateDb } from '../store/state-db.js'
-import { loadHead, storeHead, type Announce } from './announce.js'
+import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
@@ -59,7 +59,12 @@ function missingBitfield (missing: boolean[]): Uint8Array {
   return out
 }
 
+/** A directory entry not renewed for this long is forgotten. */
+const DIRECTORY_TTL_MS = 15 * 60_000
+
 export class Seed {
+  /** Endpoints by site label, for introducing label mates that mDNS cannot see (other subnets, VPN). */
+  private readonly sites = new Map<string, Map<string, { addrs: string[], seen: number }>>()
   private unhandle: (() => Promise<void>) | undefined
   private refreshTimer: NodeJS.Timeout | undefined
   /** Head signing (publish commits, refreshes) runs one at a time. */
@@ -85,6 +90,20 @@ export class Seed {
     clearInterval(this.refreshTimer)
     await this.unhandle?.()
     await this.headChain.catch(() => {})
+  }
+
+  /** Records `peer` under `site` and returns the other live members, most recently seen first. */
+  directory (peer: PeerId, site: string, addrs: string[]): DirectoryEntry[] {
+    const now = Date.now()
+    let members = this.sites.get(site)
+    if (members === undefined) { members = new Map(); this.sites.set(site, members) }
+    members.set(peer.toString(), { addrs, seen: now })
+    const out: Array<DirectoryEntry & { seen: number }> = []
+    for (const [id, m] of members) {
+      if (now - m.seen > DIRECTORY_TTL_MS) { members.delete(id); continue }
+      if (id !== peer.toString()) out.push({ id, addrs: m.addrs, seen: m.seen })
+    }
+    return out.sort((a, b) => b.seen - a.seen).map(({ id, addrs }) => ({ id, addrs }))
   }
 
   private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {

@@ -73,3 +73,5 @@ export const PUBLISH_PROTOCOL = '/shoal/publish/1'
 export const CONTROL_MAX_HEADER = 4 * 1024 * 1024
 /** Largest RPC body either way: a 64 MiB manifest plus its control header. */
 export const RPC_MAX_BODY = 80 * 1024 * 1024
+/** Site members' have-maps: a hello with full bitfields, then increments. */
+export const HAVE_PROTOCOL = '/shoal/have/1'
