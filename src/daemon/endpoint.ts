@@ -250,7 +250,7 @@ export class Endpoint {
         await this.d.bucket.take(c.size, this.soft.signal)
         const cid = cidFromHex(c.cid)
         const blob = await this.d.client.fetch(seed, cid, c.size, this.abort.signal)
-        await this.d.blobs.put(cid, blob, { durable: false })
+        await this.d.blobs.put(cid, blob, { durable: false, verified: true })
         prog.blobs++
         prog.bytes += blob.byteLength
         fetched++

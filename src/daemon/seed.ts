@@ -167,7 +167,7 @@ export class Seed {
       for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
         const cid = cidFromHex(c.cid)
         const blob = await this.d.client.fetch(peer, cid, c.size, abort.signal)
-        await this.d.blobs.put(cid, blob, { durable: false })
+        await this.d.blobs.put(cid, blob, { durable: false, verified: true })
         fetched++
         fetchedBytes += blob.byteLength
       }
