@@ -10,6 +10,7 @@ import { benchSeal } from './seal.js'
 import { benchPublish } from './publish.js'
 import { benchNet } from './net.js'
 import { benchReleases } from './releases.js'
+import { benchDelta } from './delta.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   seal: async () => await benchSeal({ bytes: Math.min(bytes, 64 * MiB) }),
   publish: async () => await benchPublish({ bytes }),
   releases: async () => await benchReleases(),
+  delta: async () => await benchDelta(),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
 }
 
