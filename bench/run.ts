@@ -11,6 +11,7 @@ import { benchPublish } from './publish.js'
 import { benchNet } from './net.js'
 import { benchReleases } from './releases.js'
 import { benchDelta } from './delta.js'
+import { benchDaemon } from './daemon.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   publish: async () => await benchPublish({ bytes }),
   releases: async () => await benchReleases(),
   delta: async () => await benchDelta(),
+  daemon: async () => await benchDaemon({ bytes, log: (l) => { console.log(l) } }),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
 }
 

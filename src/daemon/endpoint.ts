@@ -27,7 +27,8 @@ import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
 
 /** Blob requests in flight to a seed (pipelined on one stream). */
-const FETCH_CONCURRENCY = 16
+// Enough to keep the blobs client's pipeline full: it refills a quarter of its 128 slots per write.
+const FETCH_CONCURRENCY = 128
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
 
@@ -236,21 +237,18 @@ export class Endpoint {
     const unique = [...new Map(manifest.signed.chunks.map(c => [c.cid, c])).values()]
     const prog: ReleaseProgress = { blobs: 0, blobsTotal: unique.length, bytes: 0, bytesTotal: unique.reduce((n, c) => n + c.size, 0) }
     this.progress.set(key, prog)
-    const queue: typeof unique = []
-    for (const c of unique) {
-      if (await this.d.blobs.has(cidFromHex(c.cid))) { prog.blobs++; prog.bytes += c.size } else queue.push(c)
-    }
-    if (queue.length === 0) return
-    queue.reverse() // pop() takes them in manifest order
+    // Presence is checked by the workers as they go, so the first request leaves at once.
+    const queue = [...unique].reverse() // pop() takes them in manifest order
     const seed = this.seeds[0] as Multiaddr
     let fetched = 0
     const worker = async (): Promise<void> => {
       for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
         if (this.paused || this.stopped) return
-        await this.d.bucket.take(c.size, this.soft.signal)
         const cid = cidFromHex(c.cid)
+        if (await this.d.blobs.has(cid)) { prog.blobs++; prog.bytes += c.size; continue }
+        await this.d.bucket.take(c.size, this.soft.signal)
         const blob = await this.d.client.fetch(seed, cid, c.size, this.abort.signal)
-        await this.d.blobs.put(cid, blob, { durable: false, verified: true })
+        await this.d.blobs.put(cid, blob, { durable: false, verified: true, absent: true })
         prog.blobs++
         prog.bytes += blob.byteLength
         fetched++

@@ -26,7 +26,7 @@ import type { DaemonMetrics } from './metrics.js'
 /** A whole release may take this long to pull from the publisher. */
 export const PUBLISH_TIMEOUT_MS = 2 * 3600_000
 /** Blobs pulled from the publisher at once (pipelined on one stream). */
-const PULL_CONCURRENCY = 32
+const PULL_CONCURRENCY = 128
 const MAX_PUBLISH_REQUEST = MAX_MANIFEST_BYTES + 64 * 1024
 const MAX_PUBLISH_RESPONSE = MAX_CHUNKS / 8 + 64 * 1024
 
@@ -167,7 +167,7 @@ export class Seed {
       for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
         const cid = cidFromHex(c.cid)
         const blob = await this.d.client.fetch(peer, cid, c.size, abort.signal)
-        await this.d.blobs.put(cid, blob, { durable: false, verified: true })
+        await this.d.blobs.put(cid, blob, { durable: false, verified: true, absent: true })
         fetched++
         fetchedBytes += blob.byteLength
       }

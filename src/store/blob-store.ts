@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { InvalidArgumentError, OversizeError } from '../core/errors.js'
 import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
 import { fsyncDir, isNotFound, mapDiskFull, processAlive, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
+import { BlobIo } from './blob-io.js'
 
 export { BlobCidMismatchError } from '../core/seal.js'
 export { StorageFullError } from './fs-util.js'
@@ -30,6 +31,11 @@ export interface PutOptions {
    * the same damage as a bad disk, which `get({ verify: true })` and verifyAll catch.
    */
   verified?: boolean
+  /**
+   * The caller has just seen the blob absent (the endpoint checks before fetching): skip the
+   * existence check. Writing a blob that is there after all only replaces it with the same bytes.
+   */
+  absent?: boolean
 }
 
 export interface GetOptions {
@@ -59,7 +65,9 @@ export class BlobStore {
   /** Writes in progress in this instance, by cid: a second put of the same cid waits for the first. */
   private readonly inflight = new Map<string, Promise<boolean>>()
   /** Reads in progress, by cid: peers asking for the same blob at once share one read (a seed's hot release). */
-  private readonly reading = new Map<string, Promise<Buffer | null>>()
+  private readonly reading = new Map<string, Promise<Uint8Array | null>>()
+  /** Bulk writes and reads go through one worker thread with synchronous calls (blob-io.ts). */
+  private readonly io = new BlobIo()
 
   private constructor (readonly dir: string) {
     this.blobsDir = join(dir, 'blobs')
@@ -75,6 +83,11 @@ export class BlobStore {
       mapDiskFull(err, dir, 'the blob folder')
     }
     return store
+  }
+
+  /** Stops the I/O worker (it also idles unreferenced, so forgetting this never hangs a process). */
+  async close (): Promise<void> {
+    await this.io.close()
   }
 
   path (cid: Uint8Array): string {
@@ -100,7 +113,7 @@ export class BlobStore {
     const path = this.pathHex(hex)
     let read = this.reading.get(hex)
     if (read === undefined) {
-      read = readFile(path).catch((err: unknown) => { if (isNotFound(err)) return null; throw err })
+      read = this.io.read(path)
       this.reading.set(hex, read)
       void read.finally(() => this.reading.delete(hex)).catch(() => {})
     }
@@ -125,8 +138,17 @@ export class BlobStore {
       if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
     }
     return await this.once(hex, async () => {
-      if (await this.hasHex(hex)) return false
-      await this.commit(hex, async fh => { await writeAll(fh, blob) }, opts.durable ?? true)
+      if (opts.absent !== true && await this.hasHex(hex)) return false
+      if (opts.durable === false) {
+        const final = this.pathHex(hex)
+        try {
+          await this.io.write(tempPathFor(final), final, blob)
+        } catch (err) {
+          mapDiskFull(err, this.dir, `blob ${hex}`)
+        }
+        return true
+      }
+      await this.commit(hex, async fh => { await writeAll(fh, blob) }, true)
       return true
     })
   }

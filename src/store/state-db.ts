@@ -193,31 +193,72 @@ export class BlobIndex {
   }
 }
 
-/** Named numbers (bytes by source, installs, …). */
+/**
+ * Named numbers (bytes by source, installs, …). Adds are write-behind: the value lives in memory
+ * and at most one LevelDB write per counter is in flight, carrying every add made before it
+ * started — so a download adding per blob costs a handful of writes, not one per blob, and an
+ * `add` still resolves only once a write including it is on disk.
+ */
 export class Counters {
-  private readonly serial = new Serial()
+  private readonly values = new Map<string, number>()
+  private readonly writing = new Map<string, Promise<void>>()
+  private readonly dirty = new Set<string>()
 
   /** @internal */
   constructor (private readonly sub: Sublevel<number>, private readonly guard: <R>(p: Promise<R>) => Promise<R>) {}
+
+  private async load (name: string): Promise<number> {
+    let v = this.values.get(name)
+    if (v === undefined) {
+      v = (await this.sub.get(name)) ?? 0
+      // another add may have loaded it while we awaited
+      v = this.values.get(name) ?? v
+      this.values.set(name, v)
+    }
+    return v
+  }
 
   /** Adds `n` to counter `name`; concurrent calls in this process never lose an update. */
   async add (name: string, n: number): Promise<void> {
     checkKey(name)
     if (!Number.isFinite(n)) throw new InvalidArgumentError(`a counter increment must be a finite number, got ${n}`)
-    await this.serial.run(async () => {
-      const cur = (await this.sub.get(name)) ?? 0
-      await this.guard(this.sub.put(name, cur + n))
-    })
+    await this.load(name)
+    this.values.set(name, (this.values.get(name) ?? 0) + n) // read after the await: no lost update
+    this.dirty.add(name)
+    await this.flush(name)
+  }
+
+  private async flush (name: string): Promise<void> {
+    // Wait for the write in flight (it may not include our add), then write if still dirty.
+    for (;;) {
+      const running = this.writing.get(name)
+      if (running === undefined) break
+      await running.catch(() => {})
+      if (!this.dirty.has(name)) return
+    }
+    if (!this.dirty.has(name)) return
+    this.dirty.delete(name)
+    const p = this.guard(this.sub.put(name, this.values.get(name) ?? 0))
+    this.writing.set(name, p)
+    try {
+      await p
+    } catch (err) {
+      this.dirty.add(name)
+      throw err
+    } finally {
+      if (this.writing.get(name) === p) this.writing.delete(name)
+    }
   }
 
   async get (name: string): Promise<number> {
     checkKey(name)
-    return (await this.sub.get(name)) ?? 0
+    return await this.load(name)
   }
 
   async all (): Promise<Record<string, number>> {
     const out: Record<string, number> = {}
     for await (const [k, v] of this.sub.iterator({})) out[k] = v
+    for (const [k, v] of this.values) out[k] = v
     return out
   }
 }
