@@ -21,6 +21,7 @@ import { ConfigError, type DaemonConfig } from './config.js'
 import { Endpoint, type HeadStatus, type PackageStatus } from './endpoint.js'
 import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
+import { detectHost } from './host-info.js'
 import { Seed } from './seed.js'
 
 export interface DaemonOptions {
@@ -118,6 +119,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       privateKey,
       listen: cfg.listen,
       networkKey: enrollment.networkKey,
+      mdns: cfg.role === 'endpoint' && cfg.mdns,
       ...(opts.muxers !== undefined ? { muxers: opts.muxers } : {})
     })
     cleanups.push(async () => { await node.stop() })
@@ -143,8 +145,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)
       const bucket = new TokenBucket({ rate: cfg.wanRate })
+      const host = await detectHost(cfg)
       endpoint = new Endpoint({
-        node, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now
+        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now
       })
       await endpoint.start()
       cleanups.push(async () => { await endpoint?.stop() })

@@ -8,7 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
-import { decodeManifest, manifestId, openPayload, verifyManifest, type FileEntry, type ManifestPayload, type SignedManifest } from '../core/manifest.js'
+import { decodeManifest, manifestId, openPayload, verifyManifest, type ChunkRef, type FileEntry, type ManifestPayload, type SignedManifest } from '../core/manifest.js'
 import { fileBytes, MissingBlobError } from '../core/release.js'
 import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
@@ -20,20 +20,26 @@ import type { BlobClient } from '../net/blobs.js'
 import type { BlobStore } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { ReleaseRecord, StateDb } from '../store/state-db.js'
+import { HaveMap } from '../swarm/have-map.js'
+import { ownershipWeight } from '../swarm/ownership.js'
+import { PeerScores } from '../swarm/peer-scores.js'
+import { distinctChunks, ReleaseFetch } from '../swarm/release-fetch.js'
+import { Site, type SiteMember } from '../swarm/site.js'
 import type { TokenBucket } from '../swarm/token-bucket.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { ShoalNode } from '../net/node.js'
+import type { HostInfo } from './host-info.js'
 import { loadHead, storeHead, type Announce } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
 
-/** Blob requests in flight to a seed (pipelined on one stream). */
-// Enough to keep the blobs client's pipeline full: it refills a quarter of its 128 slots per write.
-const FETCH_CONCURRENCY = 128
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
 
 export interface EndpointDeps {
-  node: { peerId: PeerId }
+  node: ShoalNode
+  host: HostInfo
   db: StateDb
   blobs: BlobStore
   client: BlobClient
@@ -73,13 +79,40 @@ export class Endpoint {
   private readonly soft = new AbortController()
   /** Aborted a few seconds after stop: requests in flight are cut (their blobs were not verified). */
   private readonly abort = new AbortController()
-  paused = false
+  #paused = false
+  /** Aborted when paused or stopped: downloads stop starting requests. */
+  private halt = new AbortController()
   private readonly progress = new Map<string, ReleaseProgress>()
+  /** What I hold per release (manifest id), announced to the site: downloads in progress and installed releases. */
+  private readonly haveMaps = new Map<string, HaveMap>()
+  private readonly fetches = new Map<string, ReleaseFetch>()
+  readonly scores = new PeerScores()
+  readonly site: Site
   private readonly headErrors = new Map<string, string>()
   private readonly seeds: Multiaddr[]
 
   constructor (private readonly d: EndpointDeps) {
     this.seeds = d.cfg.seeds.map(s => multiaddr(s))
+    this.site = new Site(d.node, d.cfg.site, {
+      haves: () => new Map([...this.haveMaps].map(([id, m]) => [id, m.encode()])),
+      weight: () => ownershipWeight(d.host),
+      wan: () => [...this.fetches.values()].some(f => f.fetchingWan)
+    }, {
+      onHave: (m, release, indices) => this.fetches.get(release)?.onHave(m, indices),
+      onLeave: (m: SiteMember) => { for (const f of this.fetches.values()) f.onLeave(m) }
+    })
+    this.site.banned = (p) => this.scores.isBanned(p)
+  }
+
+  get paused (): boolean {
+    return this.#paused
+  }
+
+  set paused (v: boolean) {
+    if (v === this.#paused) return
+    this.#paused = v
+    if (v) this.halt.abort(new ShoalError('ERR_PAUSED', 'paused'))
+    else this.halt = new AbortController()
   }
 
   async start (): Promise<void> {
@@ -88,6 +121,13 @@ export class Endpoint {
       const r = await this.d.installer.recover(pkg)
       if (r.removed.length > 0 || r.interrupted !== undefined) this.d.log.warn({ recover: r }, 'recovered an interrupted install')
     }
+    // Releases installed here are served to the site whole.
+    for await (const [, rec] of this.d.db.releases.entries()) {
+      if (rec.state !== 'installed') continue
+      const bytes = await this.d.db.manifests.get(rec.manifestId)
+      if (bytes !== null) this.haveMaps.set(rec.manifestId, HaveMap.full(distinctChunks(decodeManifest(bytes).signed.chunks).length))
+    }
+    await this.site.start()
     this.timer = setInterval(() => { this.kick() }, this.d.cfg.pollInterval)
     this.timer.unref()
     this.kick()
@@ -102,6 +142,7 @@ export class Endpoint {
     await this.running?.catch(() => {})
     clearTimeout(hard)
     this.abort.abort()
+    await this.site.stop()
   }
 
   /** Runs a sync pass now (or right after the one running). */
@@ -131,6 +172,7 @@ export class Endpoint {
 
   private async pass (): Promise<void> {
     await this.pollHeads()
+    await this.findLabelMates()
     if (this.paused) return
     for (const channel of this.d.cfg.channels) {
       const bytes = await loadHead(this.d.db, channel)
@@ -165,6 +207,21 @@ export class Endpoint {
         }
       }
       return // one seed that answers is enough; the swarm issue spreads the load
+    }
+  }
+
+  /** With a site label, the seed's directory introduces the label mates mDNS cannot see. */
+  private async findLabelMates (): Promise<void> {
+    const label = this.d.cfg.site
+    const seed = this.seeds[0]
+    if (label === null || seed === undefined) return
+    try {
+      const addrs = this.d.node.getMultiaddrs().map(a => a.toString())
+      for (const mate of await this.d.announce.siteMates(seed, label, addrs, this.soft.signal)) {
+        await this.site.introduce(peerIdFromString(mate.id), mate.addrs).catch(() => {})
+      }
+    } catch (err) {
+      this.d.log.debug({ err }, 'site directory unavailable')
     }
   }
 
@@ -211,7 +268,7 @@ export class Endpoint {
       this.d.db.releases.putOp(key, base),
       ...this.d.db.blobIndex.addOps(key, cids)
     ])
-    await this.download(key, manifest)
+    await this.download(key, entry.manifest, manifest)
     await this.setState(key, { ...base, state: 'installing' })
     await this.install(key, base, manifest, payload)
   }
@@ -233,39 +290,55 @@ export class Endpoint {
     return { manifest, bytes }
   }
 
-  private async download (key: string, manifest: SignedManifest): Promise<void> {
-    const unique = [...new Map(manifest.signed.chunks.map(c => [c.cid, c])).values()]
-    const prog: ReleaseProgress = { blobs: 0, blobsTotal: unique.length, bytes: 0, bytesTotal: unique.reduce((n, c) => n + c.size, 0) }
+  private async download (key: string, id: string, manifest: SignedManifest): Promise<void> {
+    const table = distinctChunks(manifest.signed.chunks)
+    const prog: ReleaseProgress = { blobs: 0, blobsTotal: table.length, bytes: 0, bytesTotal: table.reduce((n, c) => n + c.size, 0) }
     this.progress.set(key, prog)
-    // Presence is checked by the workers as they go, so the first request leaves at once.
-    const queue = [...unique].reverse() // pop() takes them in manifest order
+    const have = new HaveMap(table.length)
+    for (let i = 0; i < table.length; i += 256) {
+      const present = await Promise.all(table.slice(i, i + 256).map(async c => await this.d.blobs.has(cidFromHex(c.cid))))
+      present.forEach((p, k) => { if (p) { have.set(i + k); prog.blobs++; prog.bytes += (table[i + k] as ChunkRef).size } })
+    }
+    this.haveMaps.set(id, have)
+    if (have.complete) return
     const seed = this.seeds[0] as Multiaddr
     let fetched = 0
-    const worker = async (): Promise<void> => {
-      for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
-        if (this.paused || this.stopped) return
-        const cid = cidFromHex(c.cid)
-        if (await this.d.blobs.has(cid)) { prog.blobs++; prog.bytes += c.size; continue }
-        await this.d.bucket.take(c.size, this.soft.signal)
-        const blob = await this.d.client.fetch(seed, cid, c.size, this.abort.signal)
-        await this.d.blobs.put(cid, blob, { durable: false, verified: true, absent: true })
-        prog.blobs++
-        prog.bytes += blob.byteLength
+    const fetch = new ReleaseFetch({
+      self: this.d.node.peerId,
+      release: id,
+      chunks: manifest.signed.chunks,
+      store: this.d.blobs,
+      client: this.d.client,
+      site: this.site,
+      seed,
+      bucket: this.d.bucket,
+      wanRate: this.d.cfg.wanRate,
+      weight: ownershipWeight(this.d.host),
+      scores: this.scores,
+      soft: AbortSignal.any([this.soft.signal, this.halt.signal]),
+      hard: this.abort.signal,
+      progress: prog,
+      have,
+      onBlob: async (from, bytes) => {
         fetched++
-        this.d.metrics.bytesReceived.inc({ source: 'seed' }, blob.byteLength)
-        this.d.metrics.blobsReceived.inc({ source: 'seed' })
-        await this.d.db.counters.add('bytes.seed', blob.byteLength)
-      }
-    }
+        const source = from === 'seed' ? 'seed' : 'lan'
+        this.d.metrics.bytesReceived.inc({ source }, bytes)
+        this.d.metrics.blobsReceived.inc({ source })
+        await this.d.db.counters.add(`bytes.${source}`, bytes)
+      },
+      onBadBlob: (peer, banned) => {
+        this.d.metrics.badBlobs.inc({ source: 'lan' })
+        this.d.log.warn({ peer, banned }, banned ? 'peer banned after blobs that failed their cid' : 'a blob from a peer failed its cid')
+      },
+      log: (msg, fields) => this.d.log.debug(fields ?? {}, msg)
+    })
+    this.fetches.set(id, fetch)
     try {
-      // A failed fetch ends this pass; the other workers finish their blob and stop at the empty queue.
-      await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, queue.length) }, async () => {
-        try { await worker() } catch (err) { queue.length = 0; throw err }
-      }))
+      await fetch.run()
     } finally {
+      this.fetches.delete(id)
       if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
     }
-    if (prog.blobs < prog.blobsTotal) throw new ShoalError('ERR_PAUSED', `download of ${key} paused at ${prog.blobs}/${prog.blobsTotal} blobs`)
     this.d.log.info({ release: key, fetched, bytes: prog.bytes }, 'release downloaded')
   }
 
@@ -309,6 +382,7 @@ export class Endpoint {
     for await (const [key, rec] of this.d.db.releases.entries({ gte: `${pkg}@`, lt: `${pkg}A` })) {
       if (rec.package !== pkg || keepSet.has(rec.version)) continue
       if (rec.state === 'downloading' || rec.state === 'installing') continue
+      this.haveMaps.delete(rec.manifestId)
       const orphans = await this.d.db.blobIndex.removeRelease(key)
       for (const cid of orphans) await this.d.blobs.delete(cidFromHex(cid))
       if (rec.state !== 'superseded') await this.setState(key, { ...rec, state: 'superseded' })

@@ -4,9 +4,9 @@
 import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 
-export type Power = 'ac' | 'battery'
-export type Link = 'wired' | 'wifi' | 'metered' | 'unknown'
-export interface HostInfo { power: Power, link: Link }
+import type { HostReport, Link, Power } from '../swarm/ownership.js'
+
+export type HostInfo = HostReport
 
 async function read (path: string): Promise<string | null> {
   try { return (await readFile(path, 'utf8')).trim() } catch { return null }

@@ -39,6 +39,7 @@ export class Fleet {
       listen: ['/ip4/127.0.0.1/tcp/0'],
       api: null,
       logLevel: 'silent',
+      mdns: false,
       ...raw
     }, this.dir)
   }

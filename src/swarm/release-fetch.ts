@@ -1,0 +1,203 @@
+// Fetching one release's blobs with the site (DESIGN §6): the Scheduler decides, this module does.
+// It feeds the scheduler what the site says (hellos, have increments, peers leaving), performs the
+// plan — WAN requests to the seed through the token bucket, LAN requests to site peers —, checks
+// every blob against its cid (BlobClient), stores it, tells the site, and scores peers whose blobs
+// fail. A peer's lie costs a retry elsewhere, never a wrong byte.
+//
+// Have-maps are over the release's *distinct* cids in order of first appearance in the chunk
+// table (docs/protocol.md §6.7): every peer derives the same list from the same manifest.
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { ChunkRef } from '../core/manifest.js'
+import { cidFromHex } from '../core/seal.js'
+import type { BlobClient } from '../net/blobs.js'
+import { BlobVerifyError } from '../net/errors.js'
+import type { BlobStore } from '../store/blob-store.js'
+import { HaveMap } from './have-map.js'
+import type { PeerScores } from './peer-scores.js'
+import { Scheduler, siteWanShare, WAN, type LanRequest } from './scheduler.js'
+import type { Site, SiteMember } from './site.js'
+import type { TokenBucket } from './token-bucket.js'
+
+/** After announcing interest, how long to listen for the site's hellos before fetching from the WAN. */
+export const SETTLE_MS = 1_000
+/** WAN requests in flight: enough for a long fat VPN link (the bucket meters bytes, not requests). */
+const WAN_IN_FLIGHT = 64
+const LAN_PER_PEER = 16
+const TICK_MS = 500
+/** While the pipeline is well filled, plan at most this often. */
+const PLAN_EVERY_MS = 5
+
+export interface FetchProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
+
+export interface ReleaseFetchOptions {
+  self: PeerId
+  /** Manifest id of the release. */
+  release: string
+  chunks: readonly ChunkRef[]
+  store: BlobStore
+  client: BlobClient
+  site: Site | undefined
+  seed: Multiaddr
+  bucket: TokenBucket
+  /** The site's WAN budget (bytes/s, 0 = unlimited), shared among the peers fetching from the WAN. */
+  wanRate: number
+  weight: number
+  scores: PeerScores
+  /** Stop starting requests (aborted at stop/pause); `hard` cuts requests in flight. */
+  soft: AbortSignal
+  hard: AbortSignal
+  progress: FetchProgress
+  /** A verified blob landed; `from` is 'seed' or the LAN peer's id. */
+  onBlob: (from: 'seed' | string, bytes: number) => Promise<void>
+  /** A peer sent a blob that failed its cid. */
+  onBadBlob?: (peer: string, banned: boolean) => void
+  /** My have-map for this release, shared with the site (kept current by this module). */
+  have: HaveMap
+  log?: (msg: string, fields?: Record<string, unknown>) => void
+}
+
+/** The distinct cids of a chunk table in order of first appearance, with their sizes. */
+export function distinctChunks (chunks: readonly ChunkRef[]): ChunkRef[] {
+  return [...new Map(chunks.map(c => [c.cid, c])).values()]
+}
+
+export class ReleaseFetch {
+  private readonly scheduler: Scheduler
+  private readonly table: ChunkRef[]
+  private readonly running = new Map<string, AbortController>() // `${index}:${from}`
+  private wake: (() => void) | undefined
+  private failure: Error | undefined
+
+  constructor (private readonly o: ReleaseFetchOptions) {
+    this.table = distinctChunks(o.chunks)
+    this.scheduler = new Scheduler({
+      self: o.self.toString(),
+      weight: o.weight,
+      cids: this.table.map(c => c.cid),
+      have: o.have,
+      isBanned: (p) => o.scores.isBanned(p),
+      wanInFlight: WAN_IN_FLIGHT,
+      perPeerInFlight: LAN_PER_PEER
+    })
+  }
+
+  /** Fetching from the WAN right now (counts in the site's wanRate share). */
+  get fetchingWan (): boolean {
+    return this.scheduler.fetchingWan
+  }
+
+  /** A site member's hello or increment (wired by the endpoint from Site events). */
+  onHave (m: SiteMember, indices: number[] | 'all'): void {
+    try {
+      if (indices === 'all') {
+        const bits = m.haves.get(this.o.release)
+        if (bits !== undefined) this.scheduler.peerJoined(m.id, m.weight, HaveMap.decode(bits, this.table.length))
+      } else {
+        this.scheduler.peerHave(m.id, indices)
+      }
+    } catch (err) {
+      this.o.log?.('ignored a malformed have-map', { peer: m.id, err })
+    }
+    this.kick()
+  }
+
+  onLeave (m: SiteMember): void {
+    this.cancel(this.scheduler.peerLeft(m.id))
+    this.kick()
+  }
+
+  private kick (): void {
+    const w = this.wake
+    this.wake = undefined
+    w?.()
+  }
+
+  private cancel (reqs: LanRequest[]): void {
+    for (const r of reqs) this.running.get(`${r.index}:${r.peer}`)?.abort()
+  }
+
+  /** Resolves when every chunk is held; throws when stopped or a WAN fetch keeps failing. */
+  async run (): Promise<void> {
+    const site = this.o.site
+    for (const m of site?.members.values() ?? []) if (m.haves.has(this.o.release)) this.onHave(m, 'all')
+    if (site !== undefined && site.members.size > 0) {
+      await site.rehello()
+      // let the others' hellos for this release arrive, so we agree on who owns what
+      await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
+    }
+    const tick = setInterval(() => { this.shareWan(); this.kick() }, TICK_MS)
+    try {
+      while (!this.scheduler.done) {
+        if (this.failure !== undefined) throw this.failure
+        if (this.o.soft.aborted) throw this.o.soft.reason instanceof Error ? this.o.soft.reason : new Error('stopped')
+        const plan = this.scheduler.plan()
+        for (const index of plan.wan) this.start(index, WAN)
+        for (const r of plan.lan) this.start(r.index, r.peer)
+        if (this.scheduler.done) break
+        await new Promise<void>(resolve => { this.wake = resolve })
+        // Let the completions of this turn of the event loop arrive before planning again: plan()
+        // walks the whole chunk table, so once per batch of events, not once per blob.
+        await new Promise(resolve => setImmediate(resolve))
+        if (this.running.size > WAN_IN_FLIGHT / 2) await new Promise(resolve => setTimeout(resolve, PLAN_EVERY_MS))
+      }
+    } finally {
+      clearInterval(tick)
+      for (const c of this.running.values()) c.abort()
+    }
+  }
+
+  private shareWan (): void {
+    if (!(this.o.wanRate > 0)) return
+    const others = [...this.o.site?.members.values() ?? []].filter(m => m.wan).length
+    this.o.bucket.setRate(siteWanShare(this.o.wanRate, others + (this.scheduler.fetchingWan ? 1 : 0)))
+  }
+
+  private start (index: number, from: string): void {
+    const key = `${index}:${from}`
+    const ctl = new AbortController()
+    this.running.set(key, ctl)
+    const signal = AbortSignal.any([ctl.signal, this.o.hard])
+    this.fetchOne(index, from, signal)
+      .then(async (blob) => {
+        const c = this.table[index] as ChunkRef
+        await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true })
+        this.cancel(this.scheduler.chunkLanded(index, from))
+        this.o.have.set(index)
+        this.o.site?.have(this.o.release, index)
+        this.o.progress.blobs++
+        this.o.progress.bytes += blob.byteLength
+        await this.o.onBlob(from === WAN ? 'seed' : from, blob.byteLength)
+      })
+      .catch((err: unknown) => {
+        this.scheduler.requestFailed(index, from)
+        if (ctl.signal.aborted || this.o.hard.aborted) return // cancelled: a duplicate landed, or stopping
+        if (from === WAN) {
+          if (this.o.soft.aborted) return
+          this.failure = err instanceof Error ? err : new Error(String(err))
+          return
+        }
+        if (err instanceof BlobVerifyError) {
+          const banned = this.o.scores.badBlob(from)
+          this.o.onBadBlob?.(from, banned)
+          if (banned) this.cancel(this.scheduler.peerBanned(from))
+        }
+        this.o.log?.('LAN fetch failed; the chunk is planned again', { peer: from, err })
+      })
+      .finally(() => {
+        if (this.running.get(key) === ctl) this.running.delete(key)
+        this.kick()
+      })
+  }
+
+  private async fetchOne (index: number, from: string, signal: AbortSignal): Promise<Uint8Array> {
+    const c = this.table[index] as ChunkRef
+    const cid = cidFromHex(c.cid)
+    if (from === WAN) {
+      await this.o.bucket.take(c.size, AbortSignal.any([signal, this.o.soft]))
+      return await this.o.client.fetch(this.o.seed, cid, c.size, signal)
+    }
+    return await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal)
+  }
+}

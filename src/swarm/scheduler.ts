@@ -1,0 +1,368 @@
+// What to fetch next for one release, and from where. Deciding is kept apart from fetching (as
+// Syncthing does): the scheduler holds the site's state — who is here, with what weight, holding
+// which chunks, what I have asked for — and plan() turns it into requests; the caller performs
+// them and reports back (chunkLanded, requestFailed, peerHave, peerLeft). No I/O, no timers: time
+// comes from the injected clock, so a whole site can be simulated in a test.
+//
+// The rules (docs/swarm.md §3):
+// - a chunk some present, unbanned site peer holds comes from the LAN, never the WAN;
+// - otherwise only its owner fetches it from the WAN (ownership.ts); the others wait. The owner is
+//   the first in rank that is present, unbanned and not stalled for that chunk, so takeovers walk
+//   down the same ranking every peer computes, and chunks already landed stay where they are;
+// - LAN requests go rarest first, spread over the holders with a per-peer cap, and at the tail
+//   (endgame) the last chunks are asked of more than one peer; the first copy in cancels the rest.
+
+import { InvalidArgumentError } from '../core/errors.js'
+import { HaveMap } from './have-map.js'
+import { compareCandidates, rendezvousKey } from './ownership.js'
+
+/** The `from` of a WAN request (libp2p peer ids never spell it). */
+export const WAN = 'wan'
+
+/** An owner that announces nothing for this long loses its unannounced chunks to the next in rank. */
+export const STALL_MS = 30_000
+/** LAN requests in flight per peer: enough to keep a long-lived stream busy (docs/protocol.md). */
+export const PER_PEER_IN_FLIGHT = 8
+/** WAN requests I keep in flight at once (the token bucket meters the bytes). */
+export const WAN_IN_FLIGHT = 8
+/** Endgame starts when this many chunks or fewer are missing. */
+export const ENDGAME_CHUNKS = 8
+/** Requests per chunk during the endgame. */
+export const ENDGAME_COPIES = 2
+
+export interface SchedulerOptions {
+  /** My peer id. */
+  self: string
+  /** My ownership weight (ownership.ts). */
+  weight: number
+  /** The manifest's chunk table, by index. */
+  cids: readonly string[]
+  /** What I already hold (verified on disk, e.g. after a restart). */
+  have?: HaveMap
+  now?: () => number
+  /** Is this peer banned (peer-scores.ts)? Banned peers are neither asked nor waited for. */
+  isBanned?: (peer: string) => boolean
+  stallMs?: number
+  perPeerInFlight?: number
+  wanInFlight?: number
+  endgameChunks?: number
+  endgameCopies?: number
+}
+
+export interface LanRequest { index: number, peer: string }
+
+export interface Plan {
+  /** Chunk indices to fetch from a seed, in order. */
+  wan: number[]
+  /** Chunks to fetch from site peers. */
+  lan: LanRequest[]
+}
+
+interface Member {
+  id: string
+  weight: number
+  have: HaveMap
+  /** Last time it announced anything for this release (or joined): an owner making progress is not stalled. */
+  progress: number
+  inFlight: number
+}
+
+interface Ownership { owner: string, since: number, stalled: Set<string> }
+
+/** A peer's share of the site's WAN budget: `wanRate` split evenly among the peers fetching from the WAN now (0 = unlimited). */
+export function siteWanShare (wanRate: number, ownersFetchingNow: number): number {
+  if (!(wanRate > 0)) return 0
+  return Math.max(1, Math.floor(wanRate / Math.max(1, ownersFetchingNow)))
+}
+
+// A per-peer tie-break for equally rare chunks, so that peers of a site do not all start with the
+// same chunk and queue on the same holder.
+function mix32 (x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d)
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b)
+  return (x ^ (x >>> 16)) >>> 0
+}
+
+function salt (s: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+export class Scheduler {
+  readonly self: string
+  readonly chunkCount: number
+  private weight: number
+  private readonly cids: readonly string[]
+  private readonly mine: HaveMap
+  private readonly now: () => number
+  private readonly isBanned: (peer: string) => boolean
+  private readonly o: { stallMs: number, perPeerInFlight: number, wanInFlight: number, endgameChunks: number, endgameCopies: number }
+  private readonly members = new Map<string, Member>()
+  /** Unweighted rendezvous keys by peer, per chunk index (NaN until computed). */
+  private readonly keys = new Map<string, Float64Array>()
+  private readonly owners = new Map<number, Ownership>()
+  /** In flight by chunk: the peers asked (WAN for a seed). */
+  private readonly flight = new Map<number, Set<string>>()
+  /** Peers that failed a chunk: asked again only when no one else holds it. */
+  private readonly failed = new Map<number, Set<string>>()
+  private wanFlight = 0
+  private readonly salt: number
+  /** Present members holding each chunk, banned or not: rarity without a scan of every map. */
+  private readonly avail: Int32Array
+  /** Chunk indices in this peer's tie-break order, so equally rare chunks need no sort. */
+  private readonly order: Uint32Array
+  /** Ranking per chunk, computed on demand; dropped whenever membership or a weight changes. */
+  private ranks: Array<string[] | undefined> = []
+
+  constructor (o: SchedulerOptions) {
+    this.self = o.self
+    this.weight = o.weight
+    this.cids = o.cids
+    this.chunkCount = o.cids.length
+    if (o.have !== undefined && o.have.chunkCount !== this.chunkCount) {
+      throw new InvalidArgumentError(`have-map of ${o.have.chunkCount} chunks for a table of ${this.chunkCount}`)
+    }
+    this.mine = o.have?.clone() ?? new HaveMap(this.chunkCount)
+    this.now = o.now ?? (() => Date.now())
+    this.isBanned = o.isBanned ?? (() => false)
+    this.o = {
+      stallMs: o.stallMs ?? STALL_MS,
+      perPeerInFlight: o.perPeerInFlight ?? PER_PEER_IN_FLIGHT,
+      wanInFlight: o.wanInFlight ?? WAN_IN_FLIGHT,
+      endgameChunks: o.endgameChunks ?? ENDGAME_CHUNKS,
+      endgameCopies: o.endgameCopies ?? ENDGAME_COPIES
+    }
+    this.salt = salt(o.self)
+    this.avail = new Int32Array(this.chunkCount)
+    const tie = (i: number): number => mix32(i ^ this.salt)
+    this.order = Uint32Array.from({ length: this.chunkCount }, (_, i) => i).sort((a, b) => tie(a) - tie(b) || a - b)
+  }
+
+  /** My have-map (a copy). */
+  get have (): HaveMap {
+    return this.mine.clone()
+  }
+
+  get done (): boolean {
+    return this.mine.complete
+  }
+
+  /** Chunks I still miss. */
+  get missing (): number {
+    return this.chunkCount - this.mine.count
+  }
+
+  /** Am I fetching from the WAN right now (counts me in siteWanShare)? */
+  get fetchingWan (): boolean {
+    return this.wanFlight > 0
+  }
+
+  setWeight (weight: number): void {
+    if (weight !== this.weight) this.ranks = []
+    this.weight = weight
+  }
+
+  private count (map: HaveMap, delta: 1 | -1): void {
+    for (let i = 0; i < this.chunkCount; i++) if (map.has(i)) this.avail[i]! += delta
+  }
+
+  /** A site peer interested in the release (hello): its weight and full have-map. Again for an update. */
+  peerJoined (peer: string, weight: number, have?: HaveMap | Uint8Array): void {
+    if (peer === this.self || peer === WAN) throw new InvalidArgumentError(`peer id ${peer} is not a site peer`)
+    const map = have === undefined
+      ? new HaveMap(this.chunkCount)
+      : have instanceof HaveMap ? have.clone() : HaveMap.decode(have, this.chunkCount)
+    if (map.chunkCount !== this.chunkCount) throw new InvalidArgumentError(`have-map of ${map.chunkCount} chunks for a table of ${this.chunkCount}`)
+    const m = this.members.get(peer)
+    if (m === undefined || m.weight !== weight) this.ranks = []
+    if (m === undefined) this.members.set(peer, { id: peer, weight, have: map, progress: this.now(), inFlight: 0 })
+    else { this.count(m.have, -1); m.weight = weight; m.have = map; m.progress = this.now() }
+    this.count(map, 1)
+  }
+
+  /** A peer's have increment (indices already bounds-checked by decodeIncrement). */
+  peerHave (peer: string, indices: Iterable<number>): void {
+    const m = this.members.get(peer)
+    if (m === undefined) return // not (yet) a member: its hello will carry the full map
+    for (const i of indices) if (Number.isSafeInteger(i) && i >= 0 && i < this.chunkCount && m.have.set(i)) this.avail[i]!++
+    m.progress = this.now()
+  }
+
+  /** A peer left the site: its ownership passes on; its requests in flight are dropped. */
+  peerLeft (peer: string): LanRequest[] {
+    const m = this.members.get(peer)
+    if (m === undefined) return []
+    this.members.delete(peer)
+    this.keys.delete(peer)
+    this.count(m.have, -1)
+    this.ranks = []
+    const dropped: LanRequest[] = []
+    for (const [index, set] of this.flight) {
+      if (set.delete(peer)) {
+        dropped.push({ index, peer })
+        if (set.size === 0) this.flight.delete(index)
+      }
+    }
+    return dropped
+  }
+
+  /**
+   * A peer was just banned: its requests in flight are dropped (returned, for the caller to
+   * cancel) and planned elsewhere; it stays a member, unasked and unwaited-for while banned.
+   */
+  peerBanned (peer: string): LanRequest[] {
+    const dropped: LanRequest[] = []
+    for (const [index, set] of [...this.flight]) {
+      if (set.has(peer)) { this.settle(index, peer); dropped.push({ index, peer }) }
+    }
+    return dropped
+  }
+
+  /**
+   * A verified chunk landed (from a peer, or WAN). Returns the other requests for it still in
+   * flight, which the caller should cancel (endgame duplicates, or a WAN fetch overtaken).
+   */
+  chunkLanded (index: number, from: string): LanRequest[] {
+    this.mine.set(index)
+    this.settle(index, from)
+    this.failed.delete(index)
+    this.owners.delete(index)
+    const rest = [...(this.flight.get(index) ?? [])].map(peer => ({ index, peer }))
+    for (const r of rest) this.settle(index, r.peer)
+    return rest
+  }
+
+  /** A request failed (error, timeout, bad blob, cancelled): the chunk is planned again. */
+  requestFailed (index: number, from: string): void {
+    if (!this.settle(index, from)) return
+    if (from === WAN) return // my own WAN fetch: retried as long as I own the chunk
+    let s = this.failed.get(index)
+    if (s === undefined) { s = new Set(); this.failed.set(index, s) }
+    s.add(from)
+  }
+
+  private settle (index: number, from: string): boolean {
+    const set = this.flight.get(index)
+    if (set === undefined || !set.delete(from)) return false
+    if (set.size === 0) this.flight.delete(index)
+    if (from === WAN) this.wanFlight--
+    else {
+      const m = this.members.get(from)
+      if (m !== undefined) m.inFlight--
+    }
+    return true
+  }
+
+  private key (peer: string, index: number): number {
+    let k = this.keys.get(peer)
+    if (k === undefined) { k = new Float64Array(this.chunkCount).fill(NaN); this.keys.set(peer, k) }
+    let v = k[index]!
+    if (Number.isNaN(v)) { v = rendezvousKey(peer, this.cids[index]!); k[index] = v }
+    return v
+  }
+
+  /** Candidates for chunk `index`, best first: me and every member, banned or not (rank is global). */
+  rank (index: number): string[] {
+    const cached = this.ranks[index]
+    if (cached !== undefined) return cached
+    const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].map(m => ({ id: m.id, weight: m.weight }))]
+    const k = new Map(c.map(p => [p.id, this.key(p.id, index)]))
+    c.sort((a, b) => compareCandidates(a, k.get(a.id)!, b, k.get(b.id)!))
+    const r = c.map(p => p.id)
+    this.ranks[index] = r
+    return r
+  }
+
+  /**
+   * Who fetches chunk `index` from the WAN as of now: the first in rank that is here, unbanned,
+   * and not stalled on it. An owner is stalled once it has owned the chunk for stallMs without
+   * announcing it and without announcing anything else either (an owner making progress under a
+   * small WAN share is slow, not stuck). Each new owner gets a fresh stall window.
+   */
+  owner (index: number): string {
+    const t = this.now()
+    let own = this.owners.get(index)
+    for (const id of this.rank(index)) {
+      if (id !== this.self && this.isBanned(id)) continue
+      if (own?.stalled.has(id) === true) continue
+      if (own === undefined || own.owner !== id) {
+        own = { owner: id, since: t, stalled: own?.stalled ?? new Set() }
+        this.owners.set(index, own)
+      }
+      if (id === this.self) return id
+      const m = this.members.get(id)!
+      if (m.have.has(index)) return id
+      if (t - Math.max(own.since, m.progress) < this.o.stallMs) return id
+      own.stalled.add(id)
+    }
+    return this.self // unreachable: I am always a candidate and never stalled in my own eyes
+  }
+
+  /**
+   * The requests to start now; they count as in flight until chunkLanded or requestFailed.
+   * Call it after events that free capacity or add sources, and on a timer of about stallMs / 4
+   * so stalls are noticed. One pass over the chunk table, no sort: cheap enough per event.
+   */
+  plan (): Plan {
+    const wan: number[] = []
+    const lan: LanRequest[] = []
+    const banned = [...this.members.values()].filter(m => this.isBanned(m.id))
+    const sources = (i: number): number => {
+      let n = this.avail[i]!
+      n += 0
+      return n
+    }
+    const endgame = this.missing <= this.o.endgameChunks
+    const copies = endgame ? this.o.endgameCopies : 1
+    // Rarest first: bucket by number of sources, each bucket already in tie-break order.
+    const buckets: number[][] = []
+    for (const i of this.order) {
+      if (this.mine.has(i)) continue
+      const n = sources(i)
+      const asked = this.flight.get(i)
+      if (n === 0) {
+        // Nobody here holds it: its owner fetches it from the WAN. owner() runs for every such
+        // chunk, mine or not, so that stalls are noticed.
+        if (asked !== undefined || this.owner(i) !== this.self || this.wanFlight >= this.o.wanInFlight) continue
+        wan.push(i)
+        this.flight.set(i, new Set([WAN]))
+        this.wanFlight++
+        continue
+      }
+      if (asked !== undefined && (asked.size >= copies || asked.has(WAN))) continue
+      ;(buckets[n] ??= []).push(i)
+    }
+    wan.sort((a, b) => a - b)
+    let free = 0
+    for (const m of this.members.values()) if (!banned.includes(m)) free += Math.max(0, this.o.perPeerInFlight - m.inFlight)
+    for (const bucket of buckets) {
+      for (const i of bucket ?? []) {
+        if (free <= 0) return { wan, lan }
+        const asked = this.flight.get(i)
+        const failed = this.failed.get(i)
+        const holders = [...this.members.values()].filter(m => m.have.has(i) && !banned.includes(m))
+        let pool = holders.filter(m => m.inFlight < this.o.perPeerInFlight && asked?.has(m.id) !== true)
+        const fresh = pool.filter(m => failed?.has(m.id) !== true)
+        if (fresh.length > 0) pool = fresh
+        else if (holders.some(m => failed?.has(m.id) !== true)) continue // a good holder is busy: wait for it
+        const want = copies - (asked?.size ?? 0)
+        pool.sort((a, b) => a.inFlight - b.inFlight || mix32(salt(a.id) ^ i) - mix32(salt(b.id) ^ i))
+        for (const m of pool.slice(0, want)) {
+          lan.push({ index: i, peer: m.id })
+          m.inFlight++
+          free--
+          let set = this.flight.get(i)
+          if (set === undefined) { set = new Set(); this.flight.set(i, set) }
+          set.add(m.id)
+        }
+      }
+    }
+    return { wan, lan }
+  }
+
+  /** Requests in flight (for status and tests). */
+  inFlight (): LanRequest[] {
+    return [...this.flight].flatMap(([index, set]) => [...set].map(peer => ({ index, peer })))
+  }
+}

@@ -1,0 +1,189 @@
+// Who is in my site, and what they hold. A site is the set of peers mDNS finds on this LAN, or —
+// when the config sets a `site` label — the peers sharing that label (labels win: a labelled peer
+// ignores LAN peers with another label; the seed's directory introduces label mates that mDNS
+// cannot see). Members exchange have-maps over /shoal/have/1 (docs/protocol.md §6.7): a full
+// bitfield per release when they meet, then increments as chunks land.
+import type { PeerId, PeerInfo } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { DecodeError } from '../core/errors.js'
+import { HEX64 } from '../core/signed.js'
+import { HAVE_PROTOCOL } from '../net/constants.js'
+import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
+import type { ShoalNode } from '../net/node.js'
+import { callRpc, handleRpc } from '../net/rpc.js'
+import { decodeIncrement, encodeIncrement, MAX_INCREMENT } from './have-map.js'
+
+/** Releases one hello may describe. */
+export const MAX_HELLO_RELEASES = 64
+/** Increments are batched this long before they go out. */
+const FLUSH_MS = 100
+const LIMITS = { maxRequestBytes: 8 * 1024 * 1024, maxResponseBytes: 8 * 1024 * 1024, timeoutMs: 15_000 }
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export interface SiteMember {
+  id: string
+  peerId: PeerId
+  label: string | null
+  /** Ownership weight the peer reports (see ownership.ts). */
+  weight: number
+  /** Is it fetching from the WAN right now (its share of the site's wanRate). */
+  wan: boolean
+  /** Held chunks by release (manifest id): its have-map as last said in a hello, increments applied. */
+  haves: Map<string, Uint8Array>
+}
+
+export interface SiteEvents {
+  /** A member's have-map grew (or a member joined): the scheduler may have new sources. */
+  onHave?: (member: SiteMember, release: string, indices: number[] | 'all') => void
+  /** A member left (disconnected): its ownership passes on. */
+  onLeave?: (member: SiteMember) => void
+}
+
+export interface LocalState {
+  /** My have-maps for the releases I work on or hold installed (bitfields by manifest id). */
+  haves: () => Map<string, Uint8Array>
+  weight: () => number
+  wan: () => boolean
+}
+
+
+export class Site {
+  readonly members = new Map<string, SiteMember>()
+  /** Peers mDNS found on this LAN (whatever their label). */
+  private readonly lan = new Set<string>()
+  private readonly pending = new Map<string, Set<number>>()
+  private flushTimer: NodeJS.Timeout | undefined
+  private unhandle: (() => Promise<void>) | undefined
+  private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
+    const id = evt.detail.id
+    this.lan.add(id.toString())
+    void this.meet(id)
+  }
+
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const m = this.members.get(evt.detail.toString())
+    if (m === undefined) return
+    this.members.delete(m.id)
+    this.events.onLeave?.(m)
+  }
+
+  /** Peers not to talk to (banned by peer scores); set by the owner of this Site. */
+  banned: (peer: string) => boolean = () => false
+
+  constructor (
+    private readonly node: ShoalNode,
+    readonly label: string | null,
+    private readonly local: LocalState,
+    private readonly events: SiteEvents = {}
+  ) {}
+
+  async start (): Promise<void> {
+    this.unhandle = await handleRpc(this.node, HAVE_PROTOCOL, async (req, peer) => await this.serve(req, peer), { ...LIMITS, maxInboundStreams: 64 })
+    this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
+  }
+
+  async stop (): Promise<void> {
+    clearTimeout(this.flushTimer)
+    this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    await this.unhandle?.()
+  }
+
+  /** Does a peer with `label`, found on the LAN or not, belong to my site? */
+  private belongs (id: string, label: string | null): boolean {
+    if (this.label !== null) return label === this.label
+    return label === null && this.lan.has(id)
+  }
+
+  /** Introduces a peer by address (the seed's directory of label mates); meets it. */
+  async introduce (peerId: PeerId, addrs: string[]): Promise<void> {
+    if (peerId.equals(this.node.peerId) || this.members.has(peerId.toString())) return
+    await this.node.peerStore.merge(peerId, { multiaddrs: addrs.map(a => multiaddr(a)) })
+    await this.meet(peerId)
+  }
+
+  /** Exchanges hellos with a peer; it becomes a member when it belongs to my site. */
+  async meet (peerId: PeerId): Promise<SiteMember | null> {
+    try {
+      const res = await callRpc(this.node, peerId, HAVE_PROTOCOL, this.helloMessage(), LIMITS)
+      return this.learn(peerId, res)
+    } catch {
+      return null // not a shoal endpoint, or gone: the next discovery or directory round retries
+    }
+  }
+
+  private helloMessage (): Uint8Array {
+    const haves = [...this.local.haves()].slice(0, MAX_HELLO_RELEASES)
+    return encodeControl({ op: 'hello', site: this.label, weight: this.local.weight(), wan: this.local.wan(), releases: haves.map(([id]) => id) }, haves.map(([, b]) => b))
+  }
+
+  private learn (peerId: PeerId, msg: Uint8Array): SiteMember | null {
+    const what = 'have hello'
+    const { header, parts } = decodeControl(msg, what)
+    const label = header.site === null ? null : headerString(header, 'site', what, LABEL)
+    const weight = Number(header.weight)
+    if (!Number.isFinite(weight) || weight < 0 || weight > 1000) throw new DecodeError(what, '"weight" must be a number 0…1000')
+    const releases = headerStrings(header, 'releases', what, MAX_HELLO_RELEASES, HEX64)
+    // one bitfield per release (a release of zero chunks has an empty one, which may be left off)
+    if (parts.length > releases.length || (releases.length > 1 && parts.length !== releases.length)) throw new DecodeError(what, 'one bitfield per release expected')
+    const id = peerId.toString()
+    if (!this.belongs(id, label)) { this.members.delete(id); return null }
+    const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map() }
+    m.label = label
+    m.weight = weight
+    m.wan = header.wan === true
+    releases.forEach((r, i) => { m.haves.set(r, Uint8Array.from(parts[i] ?? new Uint8Array(0))) })
+    this.members.set(id, m)
+    for (const r of releases) this.events.onHave?.(m, r, 'all')
+    return m
+  }
+
+  private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
+    const what = 'have message'
+    const { header, parts } = decodeControl(req, what)
+    const op = headerString(header, 'op', what)
+    if (op === 'hello') {
+      this.learn(peer, req)
+      return this.helloMessage()
+    }
+    if (op === 'have') {
+      const m = this.members.get(peer.toString())
+      if (m === undefined) return encodeControl({ ok: false }) // not (yet) in my site: it will say hello
+      const release = headerString(header, 'release', what, HEX64)
+      m.wan = header.wan === true
+      const bits = m.haves.get(release)
+      // Increments only extend a have-map its hello announced (that is where the length comes from).
+      if (bits === undefined || parts[0] === undefined) return encodeControl({ ok: false })
+      const indices = decodeIncrement(parts[0], bits.byteLength * 8)
+      for (const i of indices) bits[i >> 3]! |= 1 << (i & 7)
+      this.events.onHave?.(m, release, indices)
+      return encodeControl({ ok: true })
+    }
+    throw new DecodeError(what, `unknown operation ${JSON.stringify(op).slice(0, 40)}`)
+  }
+
+  /** Queues chunk `index` of `release` as held; members hear of it within FLUSH_MS. */
+  have (release: string, index: number): void {
+    let s = this.pending.get(release)
+    if (s === undefined) { s = new Set(); this.pending.set(release, s) }
+    s.add(index)
+    this.flushTimer ??= setTimeout(() => { this.flushTimer = undefined; void this.flush() }, FLUSH_MS)
+  }
+
+  /** Tells every member about a new release I hold or want (a full hello). */
+  async rehello (): Promise<void> {
+    await Promise.allSettled([...this.members.values()].map(async m => await this.meet(m.peerId)))
+  }
+
+  private async flush (): Promise<void> {
+    const batches = [...this.pending].map(([release, set]) => ({ release, indices: [...set] }))
+    this.pending.clear()
+    const wan = this.local.wan()
+    await Promise.allSettled([...this.members.values()].filter(m => !this.banned(m.id)).flatMap(m => batches.map(async b => {
+      for (let i = 0; i < b.indices.length; i += MAX_INCREMENT) {
+        await callRpc(this.node, m.peerId, HAVE_PROTOCOL, encodeControl({ op: 'have', release: b.release, wan }, [encodeIncrement(b.indices.slice(i, i + MAX_INCREMENT))]), LIMITS)
+      }
+    })))
+  }
+}
