@@ -113,7 +113,7 @@ export class Scheduler {
   /** Chunk indices in this peer's tie-break order, so equally rare chunks need no sort. */
   private readonly order: Uint32Array
   /** Ranking per chunk, computed on demand; dropped whenever membership or a weight changes. */
-  private ranks: Array<string[] | undefined> = []
+  private ranks: Array<readonly string[] | undefined> = []
 
   constructor (o: SchedulerOptions) {
     this.self = o.self
@@ -264,6 +264,10 @@ export class Scheduler {
 
   /** Candidates for chunk `index`, best first: me and every member, banned or not (rank is global). */
   rank (index: number): string[] {
+    return [...this.ranking(index)]
+  }
+
+  private ranking (index: number): readonly string[] {
     const cached = this.ranks[index]
     if (cached !== undefined) return cached
     const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].map(m => ({ id: m.id, weight: m.weight }))]
@@ -283,7 +287,7 @@ export class Scheduler {
   owner (index: number): string {
     const t = this.now()
     let own = this.owners.get(index)
-    for (const id of this.rank(index)) {
+    for (const id of this.ranking(index)) {
       if (id !== this.self && this.isBanned(id)) continue
       if (own?.stalled.has(id) === true) continue
       if (own === undefined || own.owner !== id) {
@@ -310,7 +314,7 @@ export class Scheduler {
     const banned = [...this.members.values()].filter(m => this.isBanned(m.id))
     const sources = (i: number): number => {
       let n = this.avail[i]!
-      n += 0
+      for (const m of banned) if (m.have.has(i)) n--
       return n
     }
     const endgame = this.missing <= this.o.endgameChunks
