@@ -37,6 +37,8 @@ export interface DaemonStatus {
   role: DaemonConfig['role']
   version: string
   site: string | null
+  /** Site peers this endpoint exchanges have-maps with (found by mDNS or by label). */
+  siteMembers: number
   ring: string
   paused: boolean
   listen: string[]
@@ -169,6 +171,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         role: cfg.role,
         version: SHOAL_VERSION,
         site: cfg.site,
+        siteMembers: endpoint?.site.members.size ?? 0,
         ring: cfg.ring,
         paused: endpoint?.paused ?? false,
         listen: node.getMultiaddrs().map(a => a.toString()),

@@ -26,6 +26,8 @@ export const SETTLE_MS = 1_000
 const WAN_IN_FLIGHT = 64
 const LAN_PER_PEER = 16
 const TICK_MS = 500
+/** Full hellos to the site every RESYNC_TICKS × TICK_MS while fetching. */
+const RESYNC_TICKS = 6
 /** While the pipeline is well filled, plan at most this often. */
 const PLAN_EVERY_MS = 5
 
@@ -127,7 +129,14 @@ export class ReleaseFetch {
       // let the others' hellos for this release arrive, so we agree on who owns what
       await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     }
-    const tick = setInterval(() => { this.shareWan(); this.kick() }, TICK_MS)
+    let ticks = 0
+    const tick = setInterval(() => {
+      this.shareWan()
+      // A lost increment (a busy peer, a hello that crossed ours) would leave someone waiting for
+      // a chunk we hold until the stall timeout; a periodic full hello resynchronises everyone.
+      if (++ticks % RESYNC_TICKS === 0) void site?.rehello()
+      this.kick()
+    }, TICK_MS)
     try {
       while (!this.scheduler.done) {
         if (this.failure !== undefined) throw this.failure

@@ -106,16 +106,19 @@ export class Site {
   /** Exchanges hellos with a peer; it becomes a member when it belongs to my site. */
   async meet (peerId: PeerId): Promise<SiteMember | null> {
     try {
-      const res = await callRpc(this.node, peerId, HAVE_PROTOCOL, this.helloMessage(), LIMITS)
+      const res = await callRpc(this.node, peerId, HAVE_PROTOCOL, this.helloMessage(peerId.toString()), LIMITS)
       return this.learn(peerId, res)
     } catch {
       return null // not a shoal endpoint, or gone: the next discovery or directory round retries
     }
   }
 
-  private helloMessage (): Uint8Array {
+  /** `lan: true` tells `to` that mDNS found it on my LAN, so membership is mutual at once (mDNS queries run only every few seconds). */
+  private helloMessage (to: string): Uint8Array {
     const haves = [...this.local.haves()].slice(0, MAX_HELLO_RELEASES)
-    return encodeControl({ op: 'hello', site: this.label, weight: this.local.weight(), wan: this.local.wan(), releases: haves.map(([id]) => id) }, haves.map(([, b]) => b))
+    return encodeControl({
+      op: 'hello', site: this.label, weight: this.local.weight(), wan: this.local.wan(), lan: this.lan.has(to), releases: haves.map(([id]) => id)
+    }, haves.map(([, b]) => b))
   }
 
   private learn (peerId: PeerId, msg: Uint8Array): SiteMember | null {
@@ -128,6 +131,7 @@ export class Site {
     // one bitfield per release (a release of zero chunks has an empty one, which may be left off)
     if (parts.length > releases.length || (releases.length > 1 && parts.length !== releases.length)) throw new DecodeError(what, 'one bitfield per release expected')
     const id = peerId.toString()
+    if (header.lan === true && label === null) this.lan.add(id)
     if (!this.belongs(id, label)) { this.members.delete(id); return null }
     const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map() }
     m.label = label
@@ -145,7 +149,7 @@ export class Site {
     const op = headerString(header, 'op', what)
     if (op === 'hello') {
       this.learn(peer, req)
-      return this.helloMessage()
+      return this.helloMessage(peer.toString())
     }
     if (op === 'have') {
       const m = this.members.get(peer.toString())

@@ -42,7 +42,7 @@ describe('LAN swarm on loopback', () => {
       expect(lan).toBeGreaterThan(0)
       for (const e of all) expect(await snapshot(join(e.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(src))
     }
-  })
+  }, 120_000)
 
   it('a peer serving corrupted blobs is banned and every install is still correct', async () => {
     fleet = await Fleet.create('liar')
@@ -63,7 +63,7 @@ describe('LAN swarm on loopback', () => {
       }
     })
     const honest = [await fleet.startEndpoint('a', { site: 'x', pollInterval: 500 }), await fleet.startEndpoint('b', { site: 'x', pollInterval: 500 })]
-    for (const e of honest) await until(async () => await installedVersion(e) === '1.0.0', 60_000, 'honest endpoints installed')
+    for (const e of honest) await until(async () => await installedVersion(e) === '1.0.0', 90_000, 'honest endpoints installed')
     for (const e of honest) {
       expect(await snapshot(join(e.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(src))
     }
@@ -71,5 +71,5 @@ describe('LAN swarm on loopback', () => {
     expect(banned.length).toBeGreaterThan(0)
     const metrics = await Promise.all(honest.map(async e => await e.metrics.text()))
     expect(metrics.some(m => /shoal_bad_blobs_total\{source="lan",role="endpoint"\} [1-9]/.test(m))).toBe(true)
-  })
+  }, 120_000)
 })
