@@ -29,7 +29,7 @@ const TICK_MS = 500
 /** Full hellos to the site every RESYNC_TICKS × TICK_MS while fetching. */
 const RESYNC_TICKS = 6
 /** While the pipeline is well filled, plan at most this often. */
-const PLAN_EVERY_MS = 5
+const PLAN_EVERY_MS = 15
 
 export interface FetchProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
 

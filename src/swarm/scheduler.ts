@@ -326,9 +326,10 @@ export class Scheduler {
       const n = sources(i)
       const asked = this.flight.get(i)
       if (n === 0) {
-        // Nobody here holds it: its owner fetches it from the WAN. owner() runs for every such
-        // chunk, mine or not, so that stalls are noticed.
-        if (asked !== undefined || this.owner(i) !== this.self || this.wanFlight >= this.o.wanInFlight) continue
+        // Nobody here holds it: its owner fetches it from the WAN. owner() (which also notices
+        // stalls) runs only while I have WAN room: ranking every chunk of a large release on every
+        // plan cost seconds (a SHA-256 per peer per chunk); a stall matters only when I can act on it.
+        if (asked !== undefined || this.wanFlight >= this.o.wanInFlight || this.owner(i) !== this.self) continue
         wan.push(i)
         this.flight.set(i, new Set([WAN]))
         this.wanFlight++
