@@ -173,6 +173,7 @@ export class Endpoint {
   private async pass (): Promise<void> {
     await this.pollHeads()
     await this.findLabelMates()
+    await this.site.refresh()
     if (this.paused) return
     for (const channel of this.d.cfg.channels) {
       const bytes = await loadHead(this.d.db, channel)

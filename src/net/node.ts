@@ -2,7 +2,7 @@
 // identify, ping, optional mDNS, fleet admission, and connection limits sized for many daemons
 // on one host or behind one NAT.
 import { identify, type Identify } from '@libp2p/identify'
-import type { ComponentLogger, Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { mplex } from '@libp2p/mplex'
 import { noise } from '@libp2p/noise'
@@ -45,6 +45,8 @@ export type ShoalServices = {
   admission: Admission
   identify: Identify
   ping: Ping
+  /** Present when mDNS is on: its 'peer' events fire on every answer, not only for peers new to the peer store. */
+  mdns?: PeerDiscovery
 }
 
 export type ShoalNode = Libp2p<ShoalServices>
@@ -79,7 +81,10 @@ export async function createShoalNode (opts: ShoalNodeOptions): Promise<ShoalNod
   if (mode === 'pnet') config.connectionProtector = preSharedKey({ psk: pnetSwarmKey(opts.networkKey) })
   if (opts.mdns !== undefined && opts.mdns !== false) {
     const m = opts.mdns === true ? {} : opts.mdns
-    config.peerDiscovery = [mdns({ serviceTag: m.serviceTag ?? MDNS_SERVICE_TAG, interval: m.interval })]
+    // As a service (libp2p still uses it for discovery) so the swarm can hear every answer: the
+    // node's own 'peer:discovery' fires only for peers new to the peer store, and a LAN peer that
+    // connected to us first is not new.
+    ;(config.services as Record<string, unknown>).mdns = mdns({ serviceTag: m.serviceTag ?? MDNS_SERVICE_TAG, interval: m.interval })
   }
   if (opts.logger !== undefined) config.logger = opts.logger
 

@@ -4,6 +4,7 @@
 // cannot see). Members exchange have-maps over /shoal/have/1 (docs/protocol.md §6.7): a full
 // bitfield per release when they meet, then increments as chunks land.
 import type { PeerId, PeerInfo } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DecodeError } from '../core/errors.js'
 import { HEX64 } from '../core/signed.js'
@@ -56,8 +57,12 @@ export class Site {
   private unhandle: (() => Promise<void>) | undefined
   private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
     const id = evt.detail.id
+    if (id.equals(this.node.peerId)) return
     this.lan.add(id.toString())
-    void this.meet(id)
+    if (this.members.has(id.toString())) return
+    // the addresses first: libp2p merges them too, but not necessarily before we dial
+    void this.node.peerStore.merge(id, { multiaddrs: evt.detail.multiaddrs })
+      .then(async () => await this.meet(id), async () => await this.meet(id))
   }
 
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
@@ -79,13 +84,13 @@ export class Site {
 
   async start (): Promise<void> {
     this.unhandle = await handleRpc(this.node, HAVE_PROTOCOL, async (req, peer) => await this.serve(req, peer), { ...LIMITS, maxInboundStreams: 64 })
-    this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.services.mdns?.addEventListener('peer', this.onDiscovery)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
   }
 
   async stop (): Promise<void> {
     clearTimeout(this.flushTimer)
-    this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.services.mdns?.removeEventListener('peer', this.onDiscovery)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.unhandle?.()
   }
@@ -94,6 +99,15 @@ export class Site {
   private belongs (id: string, label: string | null): boolean {
     if (this.label !== null) return label === this.label
     return label === null && this.lan.has(id)
+  }
+
+  /**
+   * Says hello again to LAN peers that are not members yet (a first hello can fail: the peer was
+   * still starting, a dial raced another) — mDNS only re-announces every few seconds.
+   */
+  async refresh (): Promise<void> {
+    const pending = [...this.lan].filter(id => !this.members.has(id))
+    await Promise.allSettled(pending.map(async id => await this.meet(peerIdFromString(id))))
   }
 
   /** Introduces a peer by address (the seed's directory of label mates); meets it. */
