@@ -12,6 +12,7 @@ import { benchNet } from './net.js'
 import { benchReleases } from './releases.js'
 import { benchDelta } from './delta.js'
 import { benchDaemon } from './daemon.js'
+import { benchDeltaReleases } from './delta-releases.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -25,6 +26,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   publish: async () => await benchPublish({ bytes }),
   releases: async () => await benchReleases(),
   delta: async () => await benchDelta(),
+  'delta-releases': async () => await benchDeltaReleases(),
   daemon: async () => await benchDaemon({ bytes, log: (l) => { console.log(l) } }),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
 }

@@ -28,6 +28,7 @@ interface PublishFlags {
   maxChunk?: string
   brotliQuality: string
   threads?: string
+  deltaReleases: string
   json?: boolean
 }
 
@@ -73,7 +74,8 @@ export function registerPublish (program: Command): void {
     .option('--max-chunk <size>', 'FastCDC maximum chunk size (default 64KiB)')
     .option('--brotli-quality <q>', 'per-chunk brotli quality 0–11', '5')
     .option('--threads <n>', 'sealing worker threads (default: all cores)')
-    .option('--json', 'print the result as JSON')
+    .option('--delta-releases <n>', 'also publish delta blobs against this many previous releases of the package in the repo (0 = off; off by default until endpoints use them)', '0')
+    .option('--json', 'print the result as JSON (with deltaBlobs, deltaBytes, fetchBytesFromPrevious)')
     .addHelpText('after', `
 Examples:
   shoal publish ./build --name hello --version 1.0.0 --keys ./fleet-keys --repo ./repo
@@ -125,6 +127,7 @@ With --to, the publisher's PeerId (\`shoal keys peer-id --keys <dir>\`) must be 
           brotliQuality: parseIntArg(o.brotliQuality, '--brotli-quality', 0, 11),
           ...(o.threads !== undefined ? { threads: parseIntArg(o.threads, '--threads', 1, 64) } : {}),
           hooks,
+          deltaReleases: parseIntArg(o.deltaReleases, '--delta-releases', 0, 16),
           ...(o.notes !== undefined ? { notes: await readText(o.notes, '--notes') } : {}),
           onProgress: (done, t) => {
             if (t !== total) { total = t; bar.setTotal(t) }

@@ -26,6 +26,14 @@ export const MIN_BLOB_BYTES = 30
 export const MAX_BLOB_BYTES = MAX_CHUNK_PLAINTEXT + MIN_BLOB_BYTES
 export const MAX_HOOK_BYTES = 1024 * 1024
 export const MAX_NOTES_BYTES = 1024 * 1024
+/** Most chunks one delta may rebuild, and most base chunks it may name. */
+export const MAX_DELTA_TARGETS = 4096
+export const MAX_DELTA_BASE_CHUNKS = 4096
+/** Most bytes of one delta's base, and of its targets together (as src/core/delta.ts enforces). */
+export const MAX_DELTA_BASE_BYTES = 16 * 1024 * 1024
+export const MAX_DELTA_TARGET_BYTES = 16 * 1024 * 1024
+/** Smallest delta plaintext: the 22-byte SDLT header and a zstd frame of at least 1 byte. */
+export const MIN_DELTA_BYTES = 23
 export const PAYLOAD_KEY_INFO = 'shoal/v1/manifest-payload'
 export const PAYLOAD_NONCE_BYTES = 12
 export const PAYLOAD_TAG_BYTES = 16
@@ -38,7 +46,19 @@ export const MAX_VERSION_LENGTH = 128
 export interface ChunkRef { cid: string /* hex */, size: number /* blob bytes */ }
 export interface FileChunk { index: number /* into the chunk table */, key: string /* hex chunk key */, size: number /* plaintext bytes */ }
 export interface FileEntry { path: string, type: 'file' | 'dir' | 'symlink', mode: number, size: number, sha256?: string, target?: string, chunks?: FileChunk[] }
-export interface ManifestPayload { files: FileEntry[], hooks?: { preinstall?: string, postinstall?: string }, notes?: string }
+/**
+ * Where a delta's base bytes come from: the chunks [first, first + count) of file `path` in the
+ * release `version` of the same package (its own payload gives their chunk-table indices and keys,
+ * its chunk table their cids), concatenated; `size` is their total plaintext length.
+ */
+export interface DeltaBaseRef { version: string, path: string, first: number, count: number, size: number }
+/**
+ * A delta blob (docs/delta.md, "Delta blobs in the manifest"): chunk-table entry `index`, opened
+ * with `key`, `size` plaintext bytes (an SDLT delta); decoded against `base` it yields the
+ * plaintexts of the chunks `targets` (chunk-table indices of file chunks), concatenated in order.
+ */
+export interface PayloadDelta { index: number, key: string, size: number, targets: number[], base: DeltaBaseRef }
+export interface ManifestPayload { files: FileEntry[], hooks?: { preinstall?: string, postinstall?: string }, notes?: string, deltas?: PayloadDelta[] }
 export interface ChunkerParams { minSize: number, avgSize: number, maxSize: number }
 export interface ManifestBody {
   _type: 'manifest'
@@ -313,7 +333,7 @@ const FIELDS_BY_TYPE = {
  * the chunk table, chunk sizes adding up to the file size, one key and size per chunk index.
  */
 export function validatePayload (v: unknown, chunkCount: number, what = 'manifest payload'): ManifestPayload {
-  const p = obj(v, what, 'payload', ['files', 'hooks', 'notes'])
+  const p = obj(v, what, 'payload', ['files', 'hooks', 'notes', 'deltas'])
   need(p, what, 'payload', 'files')
   const types = new Map<string, FileEntry['type']>()
   const chunkOf = new Map<number, { key: string, size: number }>()
@@ -382,5 +402,60 @@ export function validatePayload (v: unknown, chunkCount: number, what = 'manifes
     if (Buffer.byteLength(s) > MAX_NOTES_BYTES) throw new DecodeError(what, `notes are longer than ${MAX_NOTES_BYTES} bytes`)
     out.notes = s
   }
+  if (p.deltas !== undefined) out.deltas = validateDeltas(p.deltas, chunkCount, chunkOf, what)
   return out
+}
+
+const DELTA_FIELDS = ['index', 'key', 'size', 'targets', 'base'] as const
+const DELTA_BASE_FIELDS = ['version', 'path', 'first', 'count', 'size'] as const
+
+/**
+ * The optional `deltas` list: each delta blob is a chunk-table entry no file references, listed with
+ * one key and size wherever it appears (two deltas may share a blob when their bases hold the same
+ * bytes); its targets are distinct file chunks whose sizes add up to at most 16 MiB; its base names
+ * 1…4096 chunks of one file of another release, at most 16 MiB. Whether that release is at hand
+ * is the endpoint's business (src/core/delta-apply.ts); a wrong base only ever costs a fallback.
+ */
+function validateDeltas (v: unknown, chunkCount: number, chunkOf: ReadonlyMap<number, { key: string, size: number }>, what: string): PayloadDelta[] {
+  const blobOf = new Map<number, { key: string, size: number }>()
+  const deltas = list(v, what, 'deltas', MAX_CHUNKS)
+  if (deltas.length === 0) throw new DecodeError(what, 'deltas is empty: leave it out instead')
+  return deltas.map((d, i): PayloadDelta => {
+    const at = `deltas[${i}]`
+    const o = obj(d, what, at, DELTA_FIELDS)
+    need(o, what, at, ...DELTA_FIELDS)
+    const index = int(o.index, what, `${at}.index`, 0, chunkCount - 1)
+    if (chunkOf.has(index)) throw new DecodeError(what, `${at}.index ${index} is a file chunk, not a delta blob`)
+    const key = str(o.key, what, `${at}.key`, HEX64)
+    const size = int(o.size, what, `${at}.size`, MIN_DELTA_BYTES, MAX_CHUNK_PLAINTEXT)
+    const before = blobOf.get(index)
+    if (before === undefined) blobOf.set(index, { key, size })
+    else if (before.key !== key || before.size !== size) throw new DecodeError(what, `${at}: delta blob ${index} is listed elsewhere with another key or size`)
+    const seen = new Set<number>()
+    let targetBytes = 0
+    const targets = list(o.targets, what, `${at}.targets`, MAX_DELTA_TARGETS).map((t, j) => {
+      const ti = int(t, what, `${at}.targets[${j}]`, 0, chunkCount - 1)
+      const chunk = chunkOf.get(ti)
+      if (chunk === undefined) throw new DecodeError(what, `${at}.targets[${j}]: chunk ${ti} is not a file chunk`)
+      if (seen.has(ti)) throw new DecodeError(what, `${at}.targets lists chunk ${ti} twice`)
+      seen.add(ti)
+      targetBytes += chunk.size
+      return ti
+    })
+    if (targets.length === 0) throw new DecodeError(what, `${at}.targets is empty`)
+    if (targetBytes > MAX_DELTA_TARGET_BYTES) throw new DecodeError(what, `${at}: targets add up to ${targetBytes} bytes, more than ${MAX_DELTA_TARGET_BYTES}`)
+    const b = obj(o.base, what, `${at}.base`, DELTA_BASE_FIELDS)
+    need(b, what, `${at}.base`, ...DELTA_BASE_FIELDS)
+    const version = str(b.version, what, `${at}.base.version`, SEMVER, MAX_VERSION_LENGTH)
+    if (typeof b.path !== 'string') throw new DecodeError(what, `${at}.base.path must be a string`)
+    checkRelativePath(b.path)
+    const base: DeltaBaseRef = {
+      version,
+      path: b.path,
+      first: int(b.first, what, `${at}.base.first`, 0, MAX_CHUNKS - 1),
+      count: int(b.count, what, `${at}.base.count`, 1, MAX_DELTA_BASE_CHUNKS),
+      size: int(b.size, what, `${at}.base.size`, 1, MAX_DELTA_BASE_BYTES)
+    }
+    return { index, key, size, targets, base }
+  })
 }

@@ -1,6 +1,8 @@
 // Publishing a release into a repository: walk the input in a fixed order, cut each file on its
 // own with FastCDC, seal the chunks on worker threads, store the blobs the repo lacks, and sign
 // the manifest. Memory stays bounded by the number of chunks in flight, whatever the input size.
+// Then delta blobs against the previous releases in the repo (./delta-plan.ts, docs/delta.md
+// "Delta blobs in the manifest"), listed after the file chunks and in the payload's `deltas`.
 import { createHash } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
@@ -8,6 +10,9 @@ import { FastCdc, DEFAULT_CHUNKER_OPTIONS, validateChunkerOptions, type ChunkerO
 import { SealPool } from '../core/seal-pool.js'
 import { cidToHex, type SealedChunk } from '../core/seal.js'
 import { buildManifest, decodeManifest, validatePackageName, validateVersion, type ChunkRef, type FileEntry, type ManifestPayload } from '../core/manifest.js'
+import { planFetch } from '../core/delta-apply.js'
+import type { DeltaOptions, DeltaPlanOptions } from '../core/delta.js'
+import { loadPreviousReleases, produceDeltas } from './delta-plan.js'
 import type { KeyPair } from '../core/keys.js'
 import { BlobStore } from '../store/blob-store.js'
 import { RepoLayout, ReuseIndex } from '../store/repo.js'
@@ -38,6 +43,14 @@ export interface PublishOptions {
   hooks?: { preinstall?: string, postinstall?: string }
   notes?: string
   rollout?: unknown
+  /**
+   * How many previous releases of this package in the repo (newest first) to encode delta blobs
+   * against; default 2, 0 disables (the output is then exactly what a publish without deltas gives).
+   */
+  deltaReleases?: number
+  /** Codec and base-plan settings (tests, benchmarks); defaults in src/core/delta.ts. */
+  delta?: Partial<DeltaOptions>
+  deltaPlan?: Partial<DeltaPlanOptions>
   onProgress?: (doneBytes: number, totalBytes: number) => void
 }
 
@@ -58,7 +71,24 @@ export interface PublishResult {
   newBlobBytes: number
   seconds: number
   mbPerSec: number
+  /** Delta blobs in the chunk table, and their blob bytes (all new in this publish). */
+  deltaBlobs: number
+  deltaBytes: number
+  /** Versions delta blobs were encoded against, newest first. */
+  deltaBaseReleases: string[]
+  /**
+   * Blob bytes an endpoint holding exactly the previous release (its file chunks) fetches for this
+   * one, per planFetch: delta blobs where they serve, full blobs otherwise, nothing it holds. All
+   * blob bytes of the release when there is no previous release.
+   */
+  fetchBytesFromPrevious: number
 }
+
+/**
+ * Off until endpoints fetch by `planFetch` (issue 5's daemon side): today an endpoint downloads
+ * the whole chunk table, so delta blobs would be fetched on top of the full ones.
+ */
+export const DEFAULT_DELTA_RELEASES = 0
 
 interface Pending {
   file: FileEntry
@@ -85,11 +115,15 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
   const chunker = validateChunkerOptions({ ...DEFAULT_CHUNKER_OPTIONS, ...o.chunker })
   const threads = o.threads ?? Math.max(1, availableParallelism())
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new InvalidArgumentError(`threads must be 1–64, got ${threads}`)
+  const deltaReleases = o.deltaReleases ?? DEFAULT_DELTA_RELEASES
+  if (!Number.isInteger(deltaReleases) || deltaReleases < 0 || deltaReleases > 16) throw new InvalidArgumentError(`deltaReleases must be 0–16, got ${deltaReleases}`)
 
   const repo = await RepoLayout.create(o.repoDir)
   const existing = await repo.readManifestBytes(o.package, o.version)
   if (existing !== null) throw new VersionExistsError(o.package, o.version, repo.manifestPath(o.package, o.version))
   const seq = o.seq ?? (await lastSeq(repo, o.package)) + 1
+  // The previous release (for fetchBytesFromPrevious) is read even when deltas are off.
+  const previous = await loadPreviousReleases(repo, o.package, o.version, o.contentKey, Math.max(1, deltaReleases))
   const blobs = await BlobStore.open(o.repoDir)
   const reuse = await ReuseIndex.load(repo.reuseIndexPath)
   const input = await prepareInput(o.input)
@@ -107,6 +141,7 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
   // Enough chunks in flight to keep every worker busy, few enough to bound memory (≈ 64 × max chunk).
   const maxInflight = Math.max(8, threads * 16)
   const inflight: Pending[] = []
+  let produced: Awaited<ReturnType<typeof produceDeltas>> | undefined
 
   // Blob writes run concurrently (bounded): one at a time, file-system latency, not sealing,
   // would set the pace. Chunk-table order is decided in settle(), synchronously, so it stays
@@ -166,6 +201,18 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
     while (inflight.length > 0) await settle(inflight.shift() as Pending)
     await Promise.all(writes)
     if (writeError !== null) throw writeError
+    if (deltaReleases > 0 && previous.length > 0) {
+      produced = await produceDeltas({
+        files,
+        chunks,
+        chunkIndex,
+        previous: previous.slice(0, deltaReleases),
+        blobs,
+        seal: async (plain) => await pool.seal(plain),
+        ...(o.delta !== undefined ? { delta: o.delta } : {}),
+        ...(o.deltaPlan !== undefined ? { plan: o.deltaPlan } : {})
+      })
+    }
   } finally {
     await Promise.all(writes)
     await pool.close()
@@ -177,6 +224,7 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
   const payload: ManifestPayload = { files }
   if (o.hooks !== undefined && (o.hooks.preinstall !== undefined || o.hooks.postinstall !== undefined)) payload.hooks = o.hooks
   if (o.notes !== undefined) payload.notes = o.notes
+  if (produced !== undefined && produced.deltas.length > 0) payload.deltas = produced.deltas
   const now = o.now ?? new Date()
   const built = buildManifest({
     package: o.package,
@@ -193,6 +241,8 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
     signers: o.signers
   })
   const manifestPath = await repo.writeManifest(o.package, o.version, built.bytes)
+  const prev = previous[0]
+  const fetchBytesFromPrevious = planFetch(built.manifest, payload, prev !== undefined ? (cid) => prev.fileCids.has(cid) : () => false, previous.slice(0, 1)).bytes
   const seconds = (performance.now() - started) / 1000
   return {
     package: o.package,
@@ -204,13 +254,17 @@ export async function publishRelease (o: PublishOptions): Promise<PublishResult>
     manifestBytes: built.bytes.length,
     files: files.length,
     chunks: chunkRefs,
-    uniqueChunks: chunks.length,
+    uniqueChunks: chunks.length - (produced?.blobs ?? 0),
     newChunks,
     inputBytes,
     blobBytes,
     newBlobBytes,
     seconds,
-    mbPerSec: inputBytes / 1e6 / Math.max(seconds, 1e-6)
+    mbPerSec: inputBytes / 1e6 / Math.max(seconds, 1e-6),
+    deltaBlobs: produced?.blobs ?? 0,
+    deltaBytes: produced?.bytes ?? 0,
+    deltaBaseReleases: produced !== undefined ? previous.slice(0, deltaReleases).map(r => r.version) : [],
+    fetchBytesFromPrevious
   }
 }
 
