@@ -95,8 +95,13 @@ describe('real shoal daemon processes', () => {
     ep.start()
     await until(async () => (await ep.pkg())?.installed === '1.0.0', 30_000, 'install after restart')
     expect(await snapshot(current)).toEqual(await snapshot(src))
-    // verified blobs survived the kill: the seed served the release's blob bytes once
-    expect((await ep.status())?.bytes.seed).toBe(total)
+    // Verified blobs survived the kill and were not fetched again: the endpoint never counts more
+    // than the release's blob bytes. The counter is written just after each blob is stored, so a
+    // kill in between leaves a stored blob uncounted (a few blobs at most: the ones landing at that
+    // instant); it must not lose more than that.
+    const counted = (await ep.status())?.bytes.seed ?? 0
+    expect(counted).toBeLessThanOrEqual(total)
+    expect(counted).toBeGreaterThanOrEqual(total - 16 * 65_536)
   }, 45_000)
 
   it('kill -9 during the install: current is v1 or v2, never a mix; v2 after restart', async () => {
