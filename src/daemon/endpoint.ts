@@ -21,7 +21,7 @@ import type { BlobStore } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { ReleaseRecord, StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
-import { ownershipWeight } from '../swarm/ownership.js'
+import { ownershipWeight, rankOwners } from '../swarm/ownership.js'
 import { PeerScores } from '../swarm/peer-scores.js'
 import { distinctChunks, ReleaseFetch } from '../swarm/release-fetch.js'
 import { Site, type SiteMember } from '../swarm/site.js'
@@ -33,6 +33,14 @@ import { loadHead, storeHead, type Announce } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
+
+/** Errors of availability, not of trust: worth retrying at the next pass. */
+const TRANSIENT = /^ERR_(NET_|PEER_CONNECTION|PEER_PROTOCOL|RPC_REMOTE|NOT_FOUND|ABORTED|ADMISSION|STREAM_|BLOB_NOT_FOUND|BLOB_BUSY|BLOB_REMOTE|PAUSED|FRAME_)/
+function isTransient (err: unknown): boolean {
+  return !(err instanceof ShoalError) || TRANSIENT.test(err.code)
+}
+/** A site member not the manifest's owner waits this long for a member to hold it before asking the seed. */
+const MANIFEST_WAIT_MS = 5_000
 
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
@@ -276,19 +284,48 @@ export class Endpoint {
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
   private async manifestFor (head: HeadBody, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
-    let bytes = await this.d.db.manifests.get(entry.manifest)
-    if (bytes === null) {
-      let lastErr: unknown
-      for (const seed of this.seeds) {
-        try { bytes = await this.d.announce.fetchManifest(seed, entry.manifest, this.soft.signal); break } catch (err) { lastErr = err }
-      }
-      if (bytes === null) throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${entry.manifest} is on no seed`)
-    }
+    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest)
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)
     verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace, expectChannel: head.channel })
     return { manifest, bytes }
+  }
+
+  /**
+   * A manifest by id, fetched once per site like a chunk: from a site member that holds it; else
+   * the rendezvous owner of the id among the members asks the seed while the others wait up to
+   * MANIFEST_WAIT_MS for a member to hold it (a 2.5 MB manifest fetched by every endpoint of a site
+   * was 12 % of a small update's WAN bytes). Bytes from anyone are checked against the id by the caller.
+   */
+  private async fetchManifest (id: string): Promise<Uint8Array> {
+    const fromMembers = async (): Promise<Uint8Array | null> => {
+      for (const m of this.site.members.values()) {
+        if (!m.haves.has(id) || this.scores.isBanned(m.id)) continue
+        try {
+          const b = await this.d.announce.fetchManifest(m.peerId, id, this.soft.signal)
+          if (manifestId(b) === id) return b
+        } catch { /* next member, then the seed */ }
+      }
+      return null
+    }
+    let bytes = await fromMembers()
+    if (bytes !== null) return bytes
+    const me = { id: this.d.node.peerId.toString(), weight: ownershipWeight(this.d.host) }
+    const owner = rankOwners(id, [me, ...[...this.site.members.values()].map(m => ({ id: m.id, weight: m.weight }))])[0]
+    if (owner?.id !== me.id) {
+      const until = Date.now() + MANIFEST_WAIT_MS
+      while (Date.now() < until && !this.soft.signal.aborted) {
+        await new Promise(resolve => setTimeout(resolve, 250))
+        bytes = await fromMembers()
+        if (bytes !== null) return bytes
+      }
+    }
+    let lastErr: unknown
+    for (const seed of this.seeds) {
+      try { return await this.d.announce.fetchManifest(seed, id, this.soft.signal) } catch (err) { lastErr = err }
+    }
+    throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed`)
   }
 
   private async download (key: string, id: string, manifest: SignedManifest): Promise<void> {
@@ -401,9 +438,11 @@ export class Endpoint {
     const rec = await this.d.db.releases.get(key)
     if (rec !== null) await this.setState(key, { ...rec, error: e })
     else {
-      // Refused before anything was recorded (bad manifest, mix-and-match): remember why, for status and reports.
+      // Refused before anything was recorded: remember why, for status and reports. A refusal on
+      // trust (bad signature, mix-and-match) waits for a new head; a network failure (the manifest
+      // fetch timed out, the seed was away) is retried at the next pass.
       await this.setState(key, {
-        package: name, version: entry.version, manifestId: entry.manifest, state: 'failed', updatedAt: '', error: e
+        package: name, version: entry.version, manifestId: entry.manifest, state: isTransient(err) ? 'announced' : 'failed', updatedAt: '', error: e
       })
     }
   }

@@ -21,7 +21,7 @@ import {
   BlobBusyError, BlobNotFoundError, BlobRemoteError, BlobVerifyError, NetAbortedError,
   NetTimeoutError, PeerConnectionError, PeerProtocolError
 } from './errors.js'
-import { FrameDecoder, FrameWriter } from './framing.js'
+import { isFrameError, FrameDecoder, FrameWriter } from './framing.js'
 
 export interface BlobClientOptions {
   /** Admission to wait for before using a connection; default: the node's admission service. */
@@ -377,7 +377,7 @@ class ClientSession {
       decoder.end()
       this.kill(new PeerConnectionError(this.#peer, `the ${BLOBS_PROTOCOL} stream ended`))
     } catch (err) {
-      if (err instanceof DecodeError || (err as { code?: string }).code?.startsWith('ERR_FRAME') === true) {
+      if (err instanceof DecodeError || isFrameError(err)) {
         this.kill(new PeerProtocolError(this.#peer, (err as Error).message, { cause: err }))
       } else if (err instanceof PeerProtocolError || err instanceof BlobVerifyError) {
         this.kill(err)

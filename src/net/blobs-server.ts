@@ -17,7 +17,7 @@ import {
   BLOBS_DEFAULT_READ_AHEAD, BLOBS_DEFAULT_READ_AHEAD_BYTES, BLOBS_MAX_CHUNK, BLOBS_MAX_FRAME, BLOBS_PROTOCOL
 } from './constants.js'
 import { PeerProtocolError } from './errors.js'
-import { FrameDecoder, FrameWriter, type FramePayload } from './framing.js'
+import { isFrameError, FrameDecoder, FrameWriter, type FramePayload } from './framing.js'
 
 /** Server side data source, e.g. the blob store. Returns null when it does not hold the blob. */
 export interface BlobSource {
@@ -149,7 +149,7 @@ class ServerSession {
       this.#inputEnded = true // the client closed its side: finish what it asked for, then close
       this.#signal()
     } catch (err) {
-      const e = err instanceof DecodeError || (err as { code?: string }).code?.startsWith('ERR_FRAME') === true
+      const e = err instanceof DecodeError || isFrameError(err)
         ? new PeerProtocolError(this.#peer, (err as Error).message, { cause: err })
         : err as Error
       this.abort(e)

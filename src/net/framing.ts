@@ -12,6 +12,12 @@ import { FrameOversizeError, FrameTruncatedError, NetAbortedError, StreamClosedE
 
 export const FRAME_HEADER_BYTES = 4
 
+/** A framing error of ours (oversize, truncated). Other errors carry numeric codes too (DOMException). */
+export function isFrameError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('ERR_FRAME')
+}
+
 /** What a libp2p stream yields: a Uint8Array or a Uint8ArrayList (an iterable of Uint8Arrays). */
 export type StreamChunk = Uint8Array | { readonly byteLength: number, [Symbol.iterator]: () => Iterator<Uint8Array> }
 

@@ -10,7 +10,7 @@ import { ShoalError, InvalidArgumentError } from '../core/errors.js'
 import { resolveAdmission, type Admission } from './admission.js'
 import { ADMIT_TIMEOUT_MS, RPC_DEFAULT_TIMEOUT_MS, RPC_MAX_BODY } from './constants.js'
 import { NetAbortedError, NetTimeoutError, PeerConnectionError, PeerProtocolError, RpcRemoteError } from './errors.js'
-import { FrameWriter, readFrames } from './framing.js'
+import { FrameWriter, isFrameError, readFrames } from './framing.js'
 
 const KIND_REQUEST = 0x01
 const KIND_OK = 0x00
@@ -120,7 +120,7 @@ export async function callRpc (node: Libp2p, peer: PeerId | Multiaddr, protocol:
     try {
       frame = await readOne(stream, opts.maxResponseBytes + ERROR_ROOM)
     } catch (err) {
-      if ((err as { code?: string }).code?.startsWith('ERR_FRAME') === true) throw new PeerProtocolError(name, `${protocol} reply: ${(err as Error).message}`, { cause: err })
+      if (isFrameError(err)) throw new PeerProtocolError(name, `${protocol} reply: ${(err as Error).message}`, { cause: err })
       throw err
     }
     if (frame === undefined) throw new PeerProtocolError(name, `${protocol}: the stream ended without a reply`)
