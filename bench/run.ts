@@ -13,6 +13,7 @@ import { benchReleases } from './releases.js'
 import { benchDelta } from './delta.js'
 import { benchDaemon } from './daemon.js'
 import { benchDeltaReleases } from './delta-releases.js'
+import { benchSwarm } from './swarm.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -27,6 +28,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   releases: async () => await benchReleases(),
   delta: async () => await benchDelta(),
   'delta-releases': async () => await benchDeltaReleases(),
+  swarm: async () => await benchSwarm({ bytes: Math.min(bytes, 200 * MiB), endpoints: arg('--endpoints')?.split(',').map(Number), log: (l) => { console.log(l) } }),
   daemon: async () => await benchDaemon({ bytes, log: (l) => { console.log(l) } }),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
 }
