@@ -69,6 +69,7 @@ export class ReleaseFetch {
   private readonly scheduler: Scheduler
   private readonly table: ChunkRef[]
   private readonly running = new Map<string, AbortController>() // `${index}:${from}`
+  private readonly settling = new Set<Promise<void>>()
   private wake: (() => void) | undefined
   private failure: Error | undefined
 
@@ -153,7 +154,10 @@ export class ReleaseFetch {
       }
     } finally {
       clearInterval(tick)
-      for (const c of this.running.values()) c.abort()
+      // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
+      // with `hard` after a grace period; dropping them now would fetch them again after a restart.
+      if (!this.o.soft.aborted) for (const c of this.running.values()) c.abort()
+      await Promise.allSettled([...this.settling])
     }
   }
 
@@ -168,7 +172,7 @@ export class ReleaseFetch {
     const ctl = new AbortController()
     this.running.set(key, ctl)
     const signal = AbortSignal.any([ctl.signal, this.o.hard])
-    this.fetchOne(index, from, signal)
+    const done: Promise<void> = this.fetchOne(index, from, signal)
       .then(async (blob) => {
         const c = this.table[index] as ChunkRef
         await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true })
@@ -196,8 +200,10 @@ export class ReleaseFetch {
       })
       .finally(() => {
         if (this.running.get(key) === ctl) this.running.delete(key)
+        this.settling.delete(done)
         this.kick()
       })
+    this.settling.add(done)
   }
 
   private async fetchOne (index: number, from: string, signal: AbortSignal): Promise<Uint8Array> {
