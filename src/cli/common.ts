@@ -37,6 +37,11 @@ export function describeError (err: unknown): string {
   return String(err)
 }
 
+/** Bytes for a person: B, kB, MB (decimal units, as `du --si`). */
+export function formatBytes (n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`
+}
+
 export function printJson (value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n')
 }

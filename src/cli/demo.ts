@@ -2,22 +2,21 @@ import type { Command } from 'commander'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { runDemo, type DemoReport } from '../daemon/demo.js'
-import { parseIntArg, printJson } from './common.js'
+import { formatBytes, parseIntArg, printJson } from './common.js'
 
 // dist/src/cli/demo.js → <package root>/examples/hello-app
 const EXAMPLE = fileURLToPath(new URL('../../../examples/hello-app/', import.meta.url))
 
-const human = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`
 
 export function formatDemo (r: DemoReport): string {
   const out: string[] = []
   for (const rel of r.releases) {
-    out.push(`\n${r.package}@${rel.version}: new blobs ${human(rel.newBlobBytes)} (release ${human(rel.blobBytes)}), installed everywhere in ${rel.seconds.toFixed(1)} s`)
+    out.push(`\n${r.package}@${rel.version}: new blobs ${formatBytes(rel.newBlobBytes)} (release ${formatBytes(rel.blobBytes)}), installed everywhere in ${rel.seconds.toFixed(1)} s`)
     for (const s of rel.sites) {
       const ratio = rel.newBlobBytes > 0 ? ` = ${(s.wanBytes / rel.newBlobBytes).toFixed(2)} × the new blobs` : ''
-      out.push(`  ${s.site} (${s.endpoints} endpoints): over the WAN ${human(s.wanBytes)}${ratio} · from LAN peers ${human(s.lanBytes)}`)
+      out.push(`  ${s.site} (${s.endpoints} endpoints): over the WAN ${formatBytes(s.wanBytes)}${ratio} · from LAN peers ${formatBytes(s.lanBytes)}`)
     }
-    for (const e of rel.endpoints) out.push(`    ${e.name.padEnd(12)} installed ${e.installed ?? '-'} · WAN ${human(e.wanBytes)} · LAN ${human(e.lanBytes)}`)
+    for (const e of rel.endpoints) out.push(`    ${e.name.padEnd(12)} installed ${e.installed ?? '-'} · WAN ${formatBytes(e.wanBytes)} · LAN ${formatBytes(e.lanBytes)}`)
   }
   if (r.workDir !== null) out.push(`\nstate, installs and logs kept in ${r.workDir}`)
   return out.join('\n').trimStart() + '\n'

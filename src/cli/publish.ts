@@ -8,7 +8,7 @@ import { SeedSession, type CommitResult, type OfferResult } from '../publish/pus
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { BlobStore } from '../store/blob-store.js'
 import { RepoLayout } from '../store/repo.js'
-import { parseDuration, parseIntArg, parseSize, printJson, progressBar } from './common.js'
+import { formatBytes, parseDuration, parseIntArg, parseSize, printJson, progressBar } from './common.js'
 import { InvalidArgumentError } from '../core/errors.js'
 
 interface PublishFlags {
@@ -41,10 +41,9 @@ async function readText (path: string, flag: string): Promise<string> {
 }
 
 export function formatPublish (r: PublishResult): string {
-  const mb = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`
   return `published ${r.package}@${r.version} to channel ${r.channel} (seq ${r.seq})\n` +
     `  files ${r.files} · chunks ${r.chunks} (${r.uniqueChunks} distinct, ${r.newChunks} new)\n` +
-    `  input ${mb(r.inputBytes)} · blobs ${mb(r.blobBytes)} · new blobs ${mb(r.newBlobBytes)} · ${r.mbPerSec.toFixed(1)} MB/s\n` +
+    `  input ${formatBytes(r.inputBytes)} · blobs ${formatBytes(r.blobBytes)} · new blobs ${formatBytes(r.newBlobBytes)} · ${r.mbPerSec.toFixed(1)} MB/s\n` +
     `  manifest ${r.manifestPath} (${r.manifestBytes} bytes, id ${r.manifestId})\n`
 }
 

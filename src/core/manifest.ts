@@ -39,6 +39,8 @@ export const PAYLOAD_NONCE_BYTES = 12
 export const PAYLOAD_TAG_BYTES = 16
 
 export const PACKAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/
+/** Site and ring labels (daemon config, rollout policies, control messages). */
+export const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 // Semantic Versioning 2.0.0, the official regular expression (semver.org).
 export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/
 export const MAX_VERSION_LENGTH = 128

@@ -6,7 +6,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { ShoalError } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
-import { MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
+import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
 import { HEX64 } from '../core/signed.js'
 import { ANNOUNCE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
@@ -46,7 +46,6 @@ export type Directory = (peer: PeerId, site: string, addrs: string[]) => Directo
 /** Label mates one directory answer lists; addresses per peer. */
 export const MAX_DIRECTORY_PEERS = 64
 const MAX_ADDRS = 16
-const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 export class Announce {
   private unhandle: (() => Promise<void>) | undefined

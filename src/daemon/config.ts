@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
+import { LABEL } from '../core/manifest.js'
 
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -98,7 +99,7 @@ const oneOf = (...allowed: string[]): Check => (v, f) => {
 }
 const label: Check = (v, f) => {
   str(v, f)
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v as string)) throw new ConfigError(`config field "${f}" must be a label of letters, digits, ".", "_" or "-" (at most 64)`)
+  if (!LABEL.test(v as string)) throw new ConfigError(`config field "${f}" must be a label of letters, digits, ".", "_" or "-" (at most 64)`)
   return v
 }
 const hostPort: Check = (v, f) => {

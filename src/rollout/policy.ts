@@ -4,9 +4,10 @@
 // window per ring. Pure: no clock, no I/O; the caller passes `now` and what the records say.
 import { DecodeError, InvalidArgumentError } from '../core/errors.js'
 import { isoSeconds, obj, need, list, str, timestamp, type Obj } from '../core/signed.js'
+import { LABEL } from '../core/manifest.js'
 
 export const MAX_RINGS = 64
-export const RING_LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+export const RING_LABEL = LABEL
 /** Longest `--rollout` spec accepted (64 rings with options fit easily). */
 export const MAX_SPEC_LENGTH = 16 * 1024
 export const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/

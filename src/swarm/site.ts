@@ -7,6 +7,7 @@ import type { PeerId, PeerInfo } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DecodeError } from '../core/errors.js'
+import { LABEL } from '../core/manifest.js'
 import { HEX64 } from '../core/signed.js'
 import { HAVE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
@@ -19,7 +20,6 @@ export const MAX_HELLO_RELEASES = 64
 /** Increments are batched this long before they go out. */
 const FLUSH_MS = 100
 const LIMITS = { maxRequestBytes: 8 * 1024 * 1024, maxResponseBytes: 8 * 1024 * 1024, timeoutMs: 15_000 }
-const LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 export interface SiteMember {
   id: string

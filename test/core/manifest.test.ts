@@ -17,6 +17,7 @@ import {
   ManifestExpiredError, PayloadDecryptError, InvalidPathError, MAX_MANIFEST_BYTES,
   type ManifestPayload, type ManifestBody, type FileEntry
 } from '../../src/core/manifest.js'
+import { code, thrown } from '../helpers/errors.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -25,14 +26,6 @@ const later = new Date('2027-06-01T00:00:00Z')
 const contentKey = new Uint8Array(32).fill(7)
 const hex = (c: string): string => c.repeat(64)
 
-function code (fn: () => unknown): string {
-  try { fn() } catch (err) { expect(err).toBeInstanceOf(ShoalError); return (err as ShoalError).code }
-  throw new Error('expected a refusal')
-}
-function thrown (fn: () => unknown): ShoalError {
-  try { fn() } catch (err) { expect(err).toBeInstanceOf(ShoalError); return err as ShoalError }
-  throw new Error('expected a refusal')
-}
 
 const rootKeys = [generateKeyPair(), generateKeyPair()]
 const publisherKeys = [generateKeyPair(), generateKeyPair(), generateKeyPair()]

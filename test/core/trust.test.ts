@@ -19,6 +19,7 @@ import {
   signHead, decodeHead, verifyHead, checkHeadAdvance, checkManifestInHead, headId, HeadExpiredError, MAX_HEAD_BYTES, type HeadEntry
 } from '../../src/core/head.js'
 import type { SignedManifest } from '../../src/core/manifest.js'
+import { code, thrown } from '../helpers/errors.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -26,14 +27,6 @@ const now = new Date('2026-06-01T00:00:00Z')
 const later = new Date('2027-06-01T00:00:00Z')
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
-function code (fn: () => unknown): string {
-  try { fn() } catch (err) { expect(err).toBeInstanceOf(ShoalError); return (err as ShoalError).code }
-  throw new Error('expected a refusal')
-}
-function thrown (fn: () => unknown): ShoalError {
-  try { fn() } catch (err) { expect(err).toBeInstanceOf(ShoalError); return err as ShoalError }
-  throw new Error('expected a refusal')
-}
 
 function fleet () {
   const rootKeys = [generateKeyPair(), generateKeyPair(), generateKeyPair()]
