@@ -175,7 +175,8 @@ export class ReleaseFetch {
     const done: Promise<void> = this.fetchOne(index, from, signal)
       .then(async (blob) => {
         const c = this.table[index] as ChunkRef
-        await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true })
+        // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
+        await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true, absent: true })
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
         this.o.site?.have(this.o.release, index)
