@@ -11,7 +11,8 @@ import { Installer, type InstallerOptions } from '../install/installer.js'
 import { BlobClient, BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
 import { createShoalNode, type MuxerName, type ShoalNode } from '../net/node.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
-import { BlobStore } from '../store/blob-store.js'
+import type { BlobStorage } from '../store/blob-store.js'
+import { PackStore } from '../store/pack-store.js'
 import { StateDb } from '../store/state-db.js'
 import { TokenBucket } from '../swarm/token-bucket.js'
 import { SHOAL_VERSION } from '../version.js'
@@ -53,7 +54,7 @@ export interface Daemon {
   readonly cfg: DaemonConfig
   readonly node: ShoalNode
   readonly db: StateDb
-  readonly blobs: BlobStore
+  readonly blobs: BlobStorage
   readonly metrics: DaemonMetrics
   readonly serverStats: BlobServerStats
   readonly endpoint: Endpoint | undefined
@@ -116,7 +117,10 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
   }
   try {
     const root = await pinnedRoot(db, enrollment.root, now(), cfg.expiryGrace)
-    const blobs = await BlobStore.open(cfg.stateDir)
+    const blobs = await PackStore.open(cfg.stateDir)
+    cleanups.push(async () => { await blobs.close() })
+    const opened = blobs.report
+    if (opened.scanned + opened.damaged.length + opened.migrated > 0) log.warn({ packs: opened }, 'blob packs recovered at open')
     const node = await createShoalNode({
       privateKey,
       listen: cfg.listen,

@@ -17,7 +17,7 @@ import { HookFailedError } from '../install/errors.js'
 import type { Installer } from '../install/installer.js'
 import type { InstallFile } from '../install/stage.js'
 import type { BlobClient } from '../net/blobs.js'
-import type { BlobStore } from '../store/blob-store.js'
+import type { BlobStorage } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { ReleaseRecord, StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
@@ -49,7 +49,7 @@ export interface EndpointDeps {
   node: ShoalNode
   host: HostInfo
   db: StateDb
-  blobs: BlobStore
+  blobs: BlobStorage
   client: BlobClient
   announce: Announce
   installer: Installer

@@ -15,7 +15,7 @@ import { PUBLISH_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString } from '../net/control.js'
 import type { ShoalNode } from '../net/node.js'
 import { handleRpc } from '../net/rpc.js'
-import type { BlobStore } from '../store/blob-store.js'
+import type { BlobStorage } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { StateDb } from '../store/state-db.js'
 import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
@@ -39,7 +39,7 @@ export class PublishRefusedError extends ShoalError {
 export interface SeedDeps {
   node: ShoalNode
   db: StateDb
-  blobs: BlobStore
+  blobs: BlobStorage
   client: BlobClient
   announce: Announce
   root: SignedRoot

@@ -57,9 +57,7 @@ parentPort.on('message', (jobs) => {
 `
 
 type JobBody = { op: 'write', tmp: string, final: string, data: Uint8Array } | { op: 'read', path: string }
-type Job = JobBody & { id: number }
 interface Result { id: number, data?: Uint8Array | null, error?: { code?: string, message: string } }
-interface Waiter { resolve: (r: Result) => void }
 
 /** An fs error from the worker, with its errno code. */
 export class BlobIoError extends Error {
@@ -68,43 +66,50 @@ export class BlobIoError extends Error {
   }
 }
 
-export class BlobIo {
+/**
+ * A worker thread running `source`, which answers each message (an array of jobs with ids) with an
+ * array of results `{ id, error?: { code, message }, … }`. Everything asked in one turn of the event
+ * loop goes in one message; the worker is unreferenced while nothing waits on it.
+ */
+export class BatchedWorker<J extends object, R extends { id: number, error?: { code?: string, message: string } }> {
   private worker: Worker | undefined
   private nextId = 1
-  private batch: Job[] = []
+  private batch: Array<J & { id: number }> = []
   private scheduled = false
-  private readonly waiting = new Map<number, Waiter>()
+  private readonly waiting = new Map<number, (r: R) => void>()
+
+  constructor (private readonly source: string, private readonly name: string) {}
 
   private ensure (): Worker {
     if (this.worker === undefined) {
-      const w = new Worker(WORKER_SOURCE, { eval: true })
-      w.on('message', (results: Result[]) => {
+      const w = new Worker(this.source, { eval: true })
+      w.on('message', (results: R[]) => {
         for (const r of results) {
           const waiter = this.waiting.get(r.id)
           this.waiting.delete(r.id)
-          waiter?.resolve(r)
+          waiter?.(r)
         }
         if (this.waiting.size === 0) w.unref()
       })
       w.on('error', (err) => { this.fail(err) })
-      w.on('exit', () => { this.fail(new Error('the blob I/O worker exited')); this.worker = undefined })
+      w.on('exit', () => { this.fail(new Error(`the ${this.name} worker exited`)); this.worker = undefined })
       this.worker = w
     }
     return this.worker
   }
 
   private fail (err: Error): void {
-    for (const w of this.waiting.values()) w.resolve({ id: 0, error: { message: err.message } })
+    for (const w of this.waiting.values()) w({ id: 0, error: { message: err.message } } as unknown as R)
     this.waiting.clear()
   }
 
-  private async run (job: JobBody): Promise<Result> {
+  /** Runs one job; rejects with BlobIoError when the worker reports an error. */
+  async run (job: J): Promise<R> {
     const id = this.nextId++
-    const p = new Promise<Result>(resolve => { this.waiting.set(id, { resolve }) })
+    const p = new Promise<R>(resolve => { this.waiting.set(id, resolve) })
     this.batch.push({ ...job, id })
     if (!this.scheduled) {
       this.scheduled = true
-      // Everything queued in this turn of the event loop goes in one message.
       setImmediate(() => {
         this.scheduled = false
         const jobs = this.batch
@@ -114,25 +119,36 @@ export class BlobIo {
         w.postMessage(jobs)
       })
     }
-    return await p
+    const r = await p
+    if (r.error !== undefined) throw new BlobIoError(r.error.code, r.error.message)
+    return r
   }
+
+  get started (): boolean {
+    return this.worker !== undefined
+  }
+
+  async terminate (): Promise<void> {
+    const w = this.worker
+    this.worker = undefined
+    if (w !== undefined) await w.terminate()
+  }
+}
+
+export class BlobIo {
+  private readonly worker = new BatchedWorker<JobBody, Result>(WORKER_SOURCE, 'blob I/O')
 
   /** Writes `data` to `tmp` (creating its folder), then renames it to `final`. */
   async write (tmp: string, final: string, data: Uint8Array): Promise<void> {
-    const r = await this.run({ op: 'write', tmp, final, data })
-    if (r.error !== undefined) throw new BlobIoError(r.error.code, r.error.message)
+    await this.worker.run({ op: 'write', tmp, final, data })
   }
 
   /** The file's bytes, or null when it does not exist. */
   async read (path: string): Promise<Uint8Array | null> {
-    const r = await this.run({ op: 'read', path })
-    if (r.error !== undefined) throw new BlobIoError(r.error.code, r.error.message)
-    return r.data ?? null
+    return (await this.worker.run({ op: 'read', path })).data ?? null
   }
 
   async close (): Promise<void> {
-    const w = this.worker
-    this.worker = undefined
-    if (w !== undefined) await w.terminate()
+    await this.worker.terminate()
   }
 }

@@ -43,6 +43,24 @@ export interface GetOptions {
   verify?: boolean
 }
 
+/**
+ * What the daemon needs of a blob store. Two implementations: `BlobStore` (a file per blob, the
+ * repository and origin layout) and `PackStore` (pack files, the daemon's state directory).
+ */
+export interface BlobStorage {
+  /** The directory the store lives in. */
+  readonly dir: string
+  has: (cid: Uint8Array) => Promise<boolean>
+  size: (cid: Uint8Array) => Promise<number | null>
+  get: (cid: Uint8Array, opts?: GetOptions) => Promise<Uint8Array | null>
+  put: (cid: Uint8Array, blob: Uint8Array, opts?: PutOptions) => Promise<boolean>
+  delete: (cid: Uint8Array) => Promise<void>
+  list: () => AsyncGenerator<Uint8Array>
+  stats: () => Promise<{ blobs: number, bytes: number }>
+  verifyAll: () => Promise<{ ok: number, removed: number }>
+  close: () => Promise<void>
+}
+
 const PREFIX = /^[0-9a-f]{2}$/
 const BLOB_NAME = /^[0-9a-f]{62}$/
 /** A temp file whose writer still runs is left alone, unless it is this old (pid reused after a reboot). */
@@ -60,7 +78,7 @@ async function writeAll (fh: FileHandle, data: Uint8Array): Promise<void> {
   }
 }
 
-export class BlobStore {
+export class BlobStore implements BlobStorage {
   readonly blobsDir: string
   /** Writes in progress in this instance, by cid: a second put of the same cid waits for the first. */
   private readonly inflight = new Map<string, Promise<boolean>>()

@@ -13,7 +13,7 @@ import type { ChunkRef } from '../core/manifest.js'
 import { cidFromHex } from '../core/seal.js'
 import type { BlobClient } from '../net/blobs.js'
 import { BlobVerifyError } from '../net/errors.js'
-import type { BlobStore } from '../store/blob-store.js'
+import type { BlobStorage } from '../store/blob-store.js'
 import { HaveMap } from './have-map.js'
 import type { PeerScores } from './peer-scores.js'
 import { Scheduler, siteWanShare, WAN, type LanRequest } from './scheduler.js'
@@ -38,7 +38,7 @@ export interface ReleaseFetchOptions {
   /** Manifest id of the release. */
   release: string
   chunks: readonly ChunkRef[]
-  store: BlobStore
+  store: BlobStorage
   client: BlobClient
   site: Site | undefined
   seed: Multiaddr

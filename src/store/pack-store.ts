@@ -1,0 +1,457 @@
+// The daemon's blob store: verified blobs appended to pack files (docs/protocol.md §5.2).
+//
+// A file per blob costs an inode: 300–500 µs of CPU per blob on our VMs, which capped a download at
+// a few hundred blobs a second (docs/bench-daemon.md). Here a blob is one append to the active pack
+// (64 MiB at most), located by an in-memory index `cid → (pack, offset, length)` that is persisted
+// as a small `.idx` file when a pack is sealed, and rebuilt at open by scanning the one pack that
+// was still being written.
+//
+// Invariants, the same promises the file store makes:
+// - only bytes that hash to their cid become visible: a blob is checked before it is appended, and
+//   a torn append (crash, full disk) is cut off — by ftruncate at once, or by the scan at open, which
+//   re-hashes every entry of an unsealed pack and keeps the verified prefix;
+// - what was verified and appended before a kill -9 is found again at open (nothing fetched twice);
+// - deletions are appended to a pack's `.dead` list; a sealed pack more than half dead is
+//   compacted (its live entries copied to the active pack, synced, then the pack removed).
+//
+// The publisher's repository and origins keep the file-per-blob layout (blob-store.ts): a static
+// HTTP server must find a blob by its name.
+import { createHash } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
+import { BlobStore, type BlobStorage, type GetOptions, type PutOptions } from './blob-store.js'
+import { isNotFound, mapDiskFull, unlinkQuiet } from './fs-util.js'
+import { ENTRY_HEAD, IDX_MAGIC, IDX_RECORD, PACK_MAGIC, PackIo } from './pack-io.js'
+import { MAX_BLOB_BYTES } from '../net/constants.js'
+
+/** A pack is sealed once it holds this many bytes (entries of larger blobs may go beyond, alone). */
+export const PACK_MAX_BYTES = 64 * 1024 * 1024
+/** A sealed pack whose dead bytes pass this share of its entries is compacted. */
+const COMPACT_DEAD_SHARE = 0.5
+const PACK_NAME = /^(\d{8})\.pack$/
+const TEMP_NAME = /\.tmp-\d+$/
+
+interface Loc { pack: number, off: number, len: number }
+interface Pack { id: number, entryBytes: number, deadBytes: number, sealed: boolean }
+type Entry = [hex: string, off: number, len: number]
+
+function sha256Hex (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/** The entries of a `.idx` file, or null when it is damaged or not one (then the pack is scanned). */
+function decodeIdx (buf: Buffer, packSize: number): Entry[] | null {
+  const magic = IDX_MAGIC.length
+  if (buf.byteLength < magic + 32 || (buf.byteLength - magic - 32) % IDX_RECORD !== 0) return null
+  if (buf.subarray(0, magic).toString('latin1') !== IDX_MAGIC) return null
+  const body = buf.subarray(0, buf.byteLength - 32)
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(body.byteLength))) return null
+  const out: Entry[] = []
+  for (let at = magic; at < body.byteLength; at += IDX_RECORD) {
+    const off = body.readUInt32BE(at + 32)
+    const len = body.readUInt32BE(at + 36)
+    if (off < PACK_MAGIC.length || off + ENTRY_HEAD + len > packSize) return null
+    out.push([body.toString('hex', at, at + 32), off, len])
+  }
+  return out
+}
+
+/**
+ * Reads a pack entry by entry, re-hashing each blob, up to the first entry that is torn or does
+ * not match its cid. Returns the verified entries and where they end.
+ */
+async function scanPack (path: string): Promise<{ entries: Entry[], end: number, valid: boolean }> {
+  const fh = await open(path, 'r')
+  try {
+    const size = (await fh.stat()).size
+    const magic = Buffer.alloc(PACK_MAGIC.length)
+    if (size < magic.byteLength) return { entries: [], end: 0, valid: true }
+    await fh.read(magic, 0, magic.byteLength, 0)
+    if (magic.toString('latin1') !== PACK_MAGIC) return { entries: [], end: 0, valid: false }
+    const entries: Entry[] = []
+    const head = Buffer.alloc(ENTRY_HEAD)
+    let at = magic.byteLength
+    while (at + ENTRY_HEAD <= size) {
+      await fh.read(head, 0, ENTRY_HEAD, at)
+      const len = head.readUInt32BE(0)
+      if (len > MAX_BLOB_BYTES || at + ENTRY_HEAD + len > size) break
+      const data = Buffer.allocUnsafe(len)
+      const { bytesRead } = await fh.read(data, 0, len, at + ENTRY_HEAD)
+      const hex = head.toString('hex', 4, ENTRY_HEAD)
+      if (bytesRead !== len || sha256Hex(data) !== hex) break
+      entries.push([hex, at, len])
+      at += ENTRY_HEAD + len
+    }
+    return { entries, end: at, valid: true }
+  } finally {
+    await fh.close()
+  }
+}
+
+async function readDead (path: string): Promise<Set<number>> {
+  let buf: Buffer
+  try {
+    buf = await readFile(path)
+  } catch (err) {
+    if (isNotFound(err)) return new Set()
+    throw err
+  }
+  const out = new Set<number>()
+  // A record torn by a crash (fewer than 4 bytes) is ignored: that blob is still there.
+  for (let at = 0; at + 4 <= buf.byteLength; at += 4) out.add(buf.readUInt32BE(at))
+  return out
+}
+
+export interface PackStoreOpenReport {
+  /** Packs whose unsealed tail was scanned at open (a crash or kill left them unsealed). */
+  scanned: number
+  /** Bytes cut off the end of scanned packs (torn or unverifiable entries). */
+  truncatedBytes: number
+  /** Packs set aside as `.damaged` (not a pack file at all). */
+  damaged: string[]
+  /** Blobs moved in from the file-per-blob layout of an older shoal. */
+  migrated: number
+}
+
+export interface PackStoreOptions {
+  /** Seal a pack at this size (default PACK_MAX_BYTES; small values for tests). */
+  packMaxBytes?: number
+}
+
+export class PackStore implements BlobStorage {
+  readonly packsDir: string
+  private readonly index = new Map<string, Loc>()
+  private readonly packs = new Map<number, Pack>()
+  private readonly io = new PackIo()
+  private active: { id: number, assigned: number } | undefined
+  private nextPack = 1
+  private liveBytes = 0
+  private readonly inflight = new Map<string, Promise<boolean>>()
+  private readonly reading = new Map<string, Promise<Uint8Array | null>>()
+  private readonly compacting = new Set<number>()
+  private background: Promise<unknown> = Promise.resolve()
+  private closed = false
+  report: PackStoreOpenReport = { scanned: 0, truncatedBytes: 0, damaged: [], migrated: 0 }
+
+  private readonly packMax: number
+
+  private constructor (readonly dir: string, opts: PackStoreOptions) {
+    this.packsDir = join(dir, 'packs')
+    this.packMax = opts.packMaxBytes ?? PACK_MAX_BYTES
+  }
+
+  /** Opens (creating if needed) `<dir>/packs`, recovering what a crash left unsealed. */
+  static async open (dir: string, opts: PackStoreOptions = {}): Promise<PackStore> {
+    const store = new PackStore(dir, opts)
+    try {
+      await mkdir(store.packsDir, { recursive: true })
+      await store.load()
+      await store.migrate()
+    } catch (err) {
+      await store.io.close()
+      mapDiskFull(err, dir, 'the blob packs')
+    }
+    return store
+  }
+
+  private packPath (id: number): string {
+    return join(this.packsDir, `${String(id).padStart(8, '0')}.pack`)
+  }
+
+  private idxPath (id: number): string {
+    return join(this.packsDir, `${String(id).padStart(8, '0')}.idx`)
+  }
+
+  private deadPath (id: number): string {
+    return join(this.packsDir, `${String(id).padStart(8, '0')}.dead`)
+  }
+
+  private async load (): Promise<void> {
+    const names = await readdir(this.packsDir)
+    for (const n of names) if (TEMP_NAME.test(n)) await unlinkQuiet(join(this.packsDir, n))
+    const ids = names.map(n => PACK_NAME.exec(n)?.[1]).filter((m): m is string => m !== undefined).map(Number).sort((a, b) => a - b)
+    let last: { id: number, end: number, entries: Entry[] } | undefined
+    for (const id of ids) {
+      const path = this.packPath(id)
+      const size = (await stat(path)).size
+      let entries: Entry[] | null = null
+      try {
+        entries = decodeIdx(await readFile(this.idxPath(id)), size)
+      } catch (err) {
+        if (!isNotFound(err)) throw err
+      }
+      let end = size
+      if (entries === null) {
+        const scan = await scanPack(path)
+        if (!scan.valid) {
+          await rename(path, `${path}.damaged`)
+          this.report.damaged.push(`${path}.damaged`)
+          continue
+        }
+        this.report.scanned++
+        this.report.truncatedBytes += size - scan.end
+        entries = scan.entries
+        end = scan.end
+      }
+      const dead = await readDead(this.deadPath(id))
+      const pack: Pack = { id, entryBytes: 0, deadBytes: 0, sealed: true }
+      for (const [hex, off, len] of entries) {
+        pack.entryBytes += ENTRY_HEAD + len
+        if (dead.has(off) || this.index.has(hex)) { pack.deadBytes += ENTRY_HEAD + len; continue }
+        this.index.set(hex, { pack: id, off, len })
+        this.liveBytes += len
+      }
+      this.packs.set(id, pack)
+      this.nextPack = id + 1
+      last = { id, end, entries }
+    }
+    // The last pack takes further appends while it has room; its index file would go stale, so it
+    // goes (a crash from here on is recovered by scanning that pack).
+    if (last !== undefined && last.end >= PACK_MAGIC.length && last.end < this.packMax) {
+      const path = this.packPath(last.id)
+      await this.io.run({ op: 'adopt', pack: last.id, path, end: last.end, entries: last.entries })
+      await unlinkQuiet(this.idxPath(last.id))
+      ;(this.packs.get(last.id) as Pack).sealed = false
+      this.active = { id: last.id, assigned: last.end }
+    }
+  }
+
+  /** Blob files of the layout before packs (shoal ≤ 0.1 state directories) move into packs. */
+  private async migrate (): Promise<void> {
+    try {
+      if ((await readdir(join(this.dir, 'blobs'))).length === 0) return
+    } catch (err) {
+      if (isNotFound(err)) return
+      throw err
+    }
+    const files = await BlobStore.open(this.dir)
+    try {
+      for await (const cid of files.list()) {
+        const blob = await files.get(cid)
+        if (blob !== null && sha256Hex(blob) === cidToHex(cid)) {
+          await this.put(cid, blob, { durable: false, verified: true })
+          this.report.migrated++
+        }
+      }
+      await this.sync()
+      for await (const cid of files.list()) await files.delete(cid)
+    } finally {
+      await files.close()
+    }
+    for (const sub of await readdir(files.blobsDir)) await rmdir(join(files.blobsDir, sub)).catch(() => {})
+    await rmdir(files.blobsDir).catch(() => {})
+  }
+
+  async has (cid: Uint8Array): Promise<boolean> {
+    return this.index.has(cidToHex(cid))
+  }
+
+  /** Synchronous presence check: the index is in memory. */
+  holds (hex: string): boolean {
+    return this.index.has(hex)
+  }
+
+  async size (cid: Uint8Array): Promise<number | null> {
+    return this.index.get(cidToHex(cid))?.len ?? null
+  }
+
+  async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
+    const hex = cidToHex(cid)
+    let read = this.reading.get(hex)
+    if (read === undefined) {
+      read = this.read(hex)
+      this.reading.set(hex, read)
+      void read.finally(() => this.reading.delete(hex)).catch(() => {})
+    }
+    const blob = await read
+    if (blob === null) return null
+    if (opts.verify === true && sha256Hex(blob) !== hex) {
+      await this.delete(cid)
+      return null
+    }
+    return blob
+  }
+
+  private async read (hex: string): Promise<Uint8Array | null> {
+    const loc = this.index.get(hex)
+    if (loc === undefined) return null
+    try {
+      const r = await this.io.run({ op: 'read', path: this.packPath(loc.pack), off: loc.off + ENTRY_HEAD, len: loc.len })
+      return r.data as Uint8Array
+    } catch (err) {
+      // A pack cut short or removed behind our back: the blob is gone, say so rather than fail.
+      const code = (err as { code?: string }).code
+      if (code === 'ERR_PACK_SHORT' || code === 'ENOENT') {
+        if (this.index.get(hex) === loc) this.forget(hex, loc)
+        return null
+      }
+      throw err
+    }
+  }
+
+  /**
+   * Appends `blob` under `cid` after checking SHA-256(blob) = cid. Returns false if it was already
+   * present. Throws BlobCidMismatchError (nothing written) or StorageFullError (nothing partial kept).
+   */
+  async put (cid: Uint8Array, blob: Uint8Array, opts: PutOptions = {}): Promise<boolean> {
+    const hex = cidToHex(cid)
+    if (opts.verified !== true) {
+      const actual = sha256Hex(blob)
+      if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
+    }
+    if (this.index.has(hex)) return false
+    const running = this.inflight.get(hex)
+    if (running !== undefined) {
+      try {
+        await running
+        return false
+      } catch {
+        // the other writer failed (full disk): ours may still succeed
+      }
+    }
+    const p = this.append(hex, blob, opts.durable ?? true).then(loc => {
+      // a compaction may have placed the same blob meanwhile: then this copy is dead weight
+      if (this.index.has(hex)) { this.markDead(loc); return false }
+      this.index.set(hex, loc)
+      this.liveBytes += loc.len
+      return true
+    })
+    this.inflight.set(hex, p)
+    try {
+      return await p
+    } finally {
+      if (this.inflight.get(hex) === p) this.inflight.delete(hex)
+    }
+  }
+
+  /** Appends an entry to the active pack; the caller puts it in the index. */
+  private async append (hex: string, blob: Uint8Array, durable: boolean): Promise<Loc> {
+    const id = this.packFor(blob.byteLength)
+    let off: number
+    try {
+      off = (await this.io.run({ op: 'append', pack: id, path: this.packPath(id), cid: hex, data: blob, durable })).off as number
+    } catch (err) {
+      mapDiskFull(err, this.dir, `blob ${hex}`)
+    }
+    const pack = this.packs.get(id)
+    if (pack !== undefined) pack.entryBytes += ENTRY_HEAD + blob.byteLength
+    return { pack: id, off, len: blob.byteLength }
+  }
+
+  private markDead (loc: Loc): void {
+    const pack = this.packs.get(loc.pack)
+    if (pack !== undefined) pack.deadBytes += ENTRY_HEAD + loc.len
+    void this.io.run({ op: 'dead', path: this.deadPath(loc.pack), off: loc.off }).catch(() => {})
+  }
+
+  /** The pack the next append goes to; seals the active one when it is full. */
+  private packFor (len: number): number {
+    const a = this.active
+    if (a !== undefined && (a.assigned + ENTRY_HEAD + len <= this.packMax || a.assigned <= PACK_MAGIC.length)) {
+      a.assigned += ENTRY_HEAD + len
+      return a.id
+    }
+    if (a !== undefined) this.seal(a.id)
+    const id = this.nextPack++
+    this.packs.set(id, { id, entryBytes: 0, deadBytes: 0, sealed: false })
+    this.active = { id, assigned: PACK_MAGIC.length + ENTRY_HEAD + len }
+    return id
+  }
+
+  private seal (id: number): void {
+    this.active = undefined
+    const pack = this.packs.get(id)
+    const done = this.io.run({ op: 'seal', pack: id, idxPath: this.idxPath(id) })
+      .then(() => { if (pack !== undefined) pack.sealed = true; this.maybeCompact(id) })
+    // A failed seal leaves the pack without an index: the next open scans it, nothing is lost.
+    this.background = Promise.all([this.background, done.catch(() => {})])
+  }
+
+  async delete (cid: Uint8Array): Promise<void> {
+    const hex = cidToHex(cid)
+    const loc = this.index.get(hex)
+    if (loc === undefined) return
+    this.forget(hex, loc)
+    await this.io.run({ op: 'dead', path: this.deadPath(loc.pack), off: loc.off })
+    this.maybeCompact(loc.pack)
+  }
+
+  private forget (hex: string, loc: Loc): void {
+    this.index.delete(hex)
+    this.liveBytes -= loc.len
+    const pack = this.packs.get(loc.pack)
+    if (pack !== undefined) pack.deadBytes += ENTRY_HEAD + loc.len
+  }
+
+  private maybeCompact (id: number): void {
+    const pack = this.packs.get(id)
+    if (this.closed || pack === undefined || !pack.sealed || this.compacting.has(id)) return
+    if (pack.deadBytes < pack.entryBytes * COMPACT_DEAD_SHARE) return
+    this.compacting.add(id)
+    const done = this.compact(pack).finally(() => this.compacting.delete(id))
+    this.background = Promise.all([this.background, done.catch(() => {})])
+  }
+
+  /** Copies a pack's live entries to the active pack, makes them durable, then removes the pack. */
+  private async compact (pack: Pack): Promise<void> {
+    for (const [hex, loc] of [...this.index].filter(([, l]) => l.pack === pack.id)) {
+      const blob = await this.read(hex)
+      if (blob === null || this.index.get(hex) !== loc) continue
+      const moved = await this.append(hex, blob, false)
+      // Readers keep the old place until the copy is written; a delete meanwhile kills the copy.
+      if (this.index.get(hex) === loc) this.index.set(hex, moved)
+      else this.markDead(moved)
+    }
+    if ([...this.index.values()].some(l => l.pack === pack.id)) return
+    await this.io.run({ op: 'sync' })
+    const path = this.packPath(pack.id)
+    await this.io.run({ op: 'unlink', path, paths: [path, this.idxPath(pack.id), this.deadPath(pack.id)] })
+    this.packs.delete(pack.id)
+  }
+
+  /** Makes every append so far durable (one fdatasync of the active pack). */
+  async sync (): Promise<void> {
+    await this.io.run({ op: 'sync' })
+  }
+
+  /** Every cid present, in no particular order. */
+  async * list (): AsyncGenerator<Uint8Array> {
+    for (const hex of [...this.index.keys()]) yield cidFromHex(hex)
+  }
+
+  async stats (): Promise<{ blobs: number, bytes: number }> {
+    return { blobs: this.index.size, bytes: this.liveBytes }
+  }
+
+  /** Bytes of pack files on disk, dead entries included: what compaction would give back. */
+  diskBytes (): { entries: number, dead: number } {
+    let entries = 0
+    let dead = 0
+    for (const p of this.packs.values()) { entries += p.entryBytes; dead += p.deadBytes }
+    return { entries, dead }
+  }
+
+  /** Re-reads and re-hashes every blob; those that no longer match their cid are deleted. */
+  async verifyAll (): Promise<{ ok: number, removed: number }> {
+    let ok = 0
+    let removed = 0
+    for await (const cid of this.list()) {
+      const blob = await this.read(cidToHex(cid))
+      if (blob !== null && sha256Hex(blob) === cidToHex(cid)) ok++
+      else { await this.delete(cid); removed++ }
+    }
+    return { ok, removed }
+  }
+
+  /** Seals the active pack (the next open needs no scan) and stops the worker. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.background
+    if (this.active !== undefined) this.seal(this.active.id)
+    await this.background
+    await this.io.close()
+  }
+}
+
