@@ -7,7 +7,7 @@
 // Everything queued in one turn of the event loop goes to the worker as one message.
 //
 // The worker is inline source (eval) so it runs the same from src/ under vitest and from dist/.
-import { BatchedWorker } from './blob-io.js'
+import { BatchedWorker, ownCopy } from './blob-io.js'
 
 /** First bytes of a pack file. */
 export const PACK_MAGIC = 'SHOALPK1'
@@ -111,7 +111,7 @@ function seal (j) {
 function run (j) {
   switch (j.op) {
     case 'adopt': adopt(j); return {}
-    case 'append': return { off: append(j) }
+    case 'append': return { off: append(j), transfer: j.data.buffer }
     case 'read': {
       const data = new Uint8Array(j.len)
       const fd = readFd(j.path)
@@ -177,7 +177,10 @@ export class PackIo {
   private readonly worker = new BatchedWorker<PackJob, Result>(WORKER_SOURCE, 'pack I/O')
 
   async run (job: PackJob): Promise<Result> {
-    return await this.worker.run(job)
+    if (job.op !== 'append') return await this.worker.run(job)
+    // The blob goes to the worker and comes back (see blob-io.ts: buffers must not pile up there).
+    const data = ownCopy(job.data)
+    return await this.worker.run({ ...job, data }, data.buffer)
   }
 
   async close (): Promise<void> {
