@@ -11,7 +11,7 @@ import { checkRootFresh, type SignedRoot } from './root.js'
 import { canonicalBytes } from './canonical.js'
 import {
   signEnvelope, encodeEnvelope, verifyThreshold, isExpired, isoSeconds, parseJsonBytes, requireCanonical, decodeEnvelopeShape,
-  signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError,
+  signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError, rememberDecodedBody,
   type Envelope
 } from './signed.js'
 
@@ -240,6 +240,7 @@ export function decodeManifest (bytes: Uint8Array): SignedManifest {
   // Last, so the messages above name the field that is wrong; this also checks `rollout` holds
   // only JSON values shoal can sign (safe integers, bounded depth).
   requireCanonical(text, value, what)
+  rememberDecodedBody(body, bytes, text)
   return { signed: body, signatures: env.signatures }
 }
 

@@ -3,7 +3,7 @@
 // be replayed as another. A threshold counts distinct keyids of the role whose signature verifies;
 // a duplicated, unknown or bad signature beside enough good ones is ignored, never fatal.
 // The strict decoding helpers shared by root, manifest and head live here too.
-import { canonicalBytes, canonicalize } from './canonical.js'
+import { canonicalBytes, isCanonicalText } from './canonical.js'
 import { ShoalError, DecodeError, OversizeError, InvalidArgumentError } from './errors.js'
 import { sign, verifySignature, keyIdOfObject, HEX64, type KeyPair, type PublicKey } from './keys.js'
 
@@ -45,9 +45,36 @@ export class RollbackError extends ShoalError {
 
 const utf8 = new TextEncoder()
 
+/**
+ * Canonical bytes of bodies decoded from canonical envelopes, by object identity: verifying a
+ * 13 MB manifest need not encode it a second time (that encoding was ~50 MB of transient memory).
+ * Only frozen bodies are remembered, so a body can never drift from its bytes.
+ */
+const decodedBodyBytes = new WeakMap<object, Uint8Array>()
+
+/**
+ * For a decoder: `bytes` held the canonical envelope `{"signatures":[…],"signed":<body>}` (checked
+ * by requireCanonical), so the body's canonical bytes are its tail; remember them for `body`, which
+ * is frozen here (deeply) so that what is verified is what was decoded.
+ */
+export function rememberDecodedBody (body: object, bytes: Uint8Array, text: string): void {
+  // Keys sort "signatures" < "signed"; inside JSON strings a quote is escaped, so the first
+  // `,"signed":` is the envelope's own. Signatures are hex and base64: one byte per character.
+  const at = text.indexOf(',"signed":')
+  if (at < 0 || !text.endsWith('}')) return
+  deepFreeze(body)
+  decodedBodyBytes.set(body, bytes.subarray(at + ',"signed":'.length, bytes.byteLength - 1))
+}
+
+function deepFreeze (v: unknown): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return
+  Object.freeze(v)
+  for (const child of Object.values(v)) deepFreeze(child)
+}
+
 export function signingBytes (type: SignedType, body: unknown): Uint8Array {
   if (!SIGNED_TYPES.includes(type)) throw new InvalidArgumentError(`unknown signed type ${JSON.stringify(type)}`)
-  const b = canonicalBytes(body)
+  const b = (typeof body === 'object' && body !== null ? decodedBodyBytes.get(body) : undefined) ?? canonicalBytes(body)
   const prefix = utf8.encode(`shoal/v1/${type}\n`)
   const out = new Uint8Array(prefix.length + b.length)
   out.set(prefix, 0)
@@ -169,7 +196,7 @@ export function parseJsonBytes (bytes: Uint8Array, what: string, max: number): {
  * id, and parsers that treat duplicate keys or number spellings differently cannot disagree.
  */
 export function requireCanonical (text: string, value: unknown, what: string): void {
-  if (canonicalize(value) !== text) {
+  if (!isCanonicalText(text, value)) {
     throw new DecodeError(what, 'not in canonical form (RFC 8785: sorted keys, no whitespace, no duplicate keys, minimal escapes and numbers)')
   }
 }
