@@ -37,7 +37,8 @@ export class Reporter {
   private stopped = false
   private inv: Inventory | undefined
   private invAt = 0
-  private readonly abort = new AbortController()
+  /** The send in flight's; aborted by stop (one per send: no listener piles up on a long-lived signal). */
+  private abort = new AbortController()
   /** Reports the seed accepted: for status and tests. */
   sent = 0
 
@@ -110,6 +111,7 @@ export class Reporter {
 
   private async sendOnce (): Promise<void> {
     const bytes = encodeReport(await this.build())
+    this.abort = new AbortController()
     let lastErr: unknown
     for (const seed of this.d.seeds) {
       try {
