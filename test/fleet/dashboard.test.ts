@@ -88,7 +88,8 @@ describe('dashboard', () => {
 
     // Live: a fourth endpoint joins the canary ring; the page shows it without a reload.
     const e4 = await fleet.startEndpoint('e4', { ring: 'canary', site: 'home' })
-    await page.waitForFunction(() => document.querySelector('tr[data-ring="canary"] td[data-state="installed"]')?.textContent === '2', undefined, { timeout: 60_000 })
+    // (polled from outside: the page's CSP forbids evaluating strings in it, which is the point)
+    await expect.poll(async () => await cell('tr[data-ring="canary"] td[data-state="installed"]'), { timeout: 60_000, interval: 250 }).toBe('2')
     expect(await cell('#summary')).toBe('4 endpoints · 2 rings')
     expect((await e4.status()).packages[0]?.state).toBe('installed')
 

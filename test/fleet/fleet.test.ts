@@ -9,7 +9,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { FleetClient } from '../../src/fleet/client.js'
 import { encodeReport, MAX_REPORT_BYTES, type Report } from '../../src/fleet/report.js'
 import { REPORT_READ_LIMIT } from '../../src/fleet/service.js'
-import { bucketOf, STATE_BUCKETS, type StateCounts } from '../../src/fleet/store.js'
+import { bucketOf, type StateCounts } from '../../src/fleet/store.js'
 import { REPORT_PROTOCOL } from '../../src/net/constants.js'
 import { createShoalNode, type ShoalNode } from '../../src/net/node.js'
 import { callRpc } from '../../src/net/rpc.js'
@@ -35,7 +35,7 @@ describe('fleet reports, status, inventory and audit on loopback', () => {
   it('fleet status counts match what the endpoints report; failures, events, inventory, audit, CLI', async () => {
     const rf = await reportingFleet()
     fleet = rf.fleet
-    const { seed, eps, publisherKey } = rf
+    const { eps, publisherKey } = rf
     const client = await FleetClient.open({ seed: fleet.seedAddr, networkKey: fleet.keys.fleet.networkKey, privateKey: publisherKey })
     try {
       // What the endpoints say about themselves, counted the way fleet status counts.
