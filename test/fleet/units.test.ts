@@ -116,7 +116,7 @@ describe('fleet store', () => {
     expect(store.size).toBe(2)
     expect(store.status().releases.map(r => `${r.package}@${r.version}`)).toEqual(['app@2.0.0', 'tool@1.0.0'])
     const after: string[] = []
-    store.onEvent(e => { after.push(e) })
+    store.onEvent((e, _payload) => { after.push(e) })
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     await store.put(report({ peerId: PEER2, ring: 'canary', releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     expect(after).toEqual([]) // canary was complete before the restart: not announced again
