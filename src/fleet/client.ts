@@ -1,10 +1,10 @@
 // The publisher's side of /shoal/fleet/1: a node that only dials out, with the publisher's
 // PeerId (the seed answers only PeerIds in its "publishers" list), asking one question per call.
 import type { PrivateKey } from '@libp2p/interface'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { InvalidArgumentError } from '../core/errors.js'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { FLEET_PROTOCOL } from '../net/constants.js'
 import { createShoalNode, type ShoalNode } from '../net/node.js'
+import { seedMultiaddr } from '../net/peer-addr.js'
 import { callRpc } from '../net/rpc.js'
 import { MAX_ANSWER_BYTES, MAX_QUERY_BYTES, type FleetOp } from './service.js'
 import type { EndpointRecord, FleetFailure, FleetStatus, InventoryAnswer } from './store.js'
@@ -15,15 +15,7 @@ export class FleetClient {
   private constructor (private readonly node: ShoalNode, private readonly seed: Multiaddr) {}
 
   static async open (o: { seed: string, networkKey: Uint8Array, privateKey: PrivateKey }): Promise<FleetClient> {
-    let seed: Multiaddr
-    try {
-      seed = multiaddr(o.seed)
-    } catch (err) {
-      throw new InvalidArgumentError(`--seed ${o.seed} is not a multiaddr (e.g. /ip4/10.0.0.5/tcp/7700/p2p/12D3Koo…): ${(err as Error).message}`)
-    }
-    if (seed.getComponents().find(c => c.name === 'p2p') === undefined) {
-      throw new InvalidArgumentError(`--seed ${o.seed} must end in /p2p/<the seed's PeerId> (shown by \`shoal status\` on the seed)`)
-    }
+    const seed = seedMultiaddr(o.seed, '--seed')
     return new FleetClient(await createShoalNode({ privateKey: o.privateKey, listen: [], networkKey: o.networkKey }), seed)
   }
 
