@@ -3,10 +3,12 @@
 import type { Command } from 'commander'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { InvalidArgumentError } from '../core/errors.js'
 import { AuditPolicyError, audit, parsePolicy } from '../fleet/audit.js'
 import { FleetClient, type FleetAnswers } from '../fleet/client.js'
 import type { FleetOp } from '../fleet/service.js'
 import { STATE_BUCKETS } from '../fleet/store.js'
+import { seedMultiaddr } from '../net/peer-addr.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { loadPublisherKeys } from '../publish/keys-dir.js'
 import { EXIT, formatBytes, printJson } from './common.js'
@@ -14,6 +16,8 @@ import { EXIT, formatBytes, printJson } from './common.js'
 interface Common { seed: string, keys: string, json?: boolean, package?: string }
 
 async function ask<O extends FleetOp> (o: Common, op: O): Promise<FleetAnswers[O]> {
+  if (o.package !== undefined && !/^[\x21-\x7e]{1,256}$/.test(o.package)) throw new InvalidArgumentError(`--package "${o.package.slice(0, 60)}" is not a package name (1–256 printable characters, no spaces)`)
+  seedMultiaddr(o.seed, '--seed') // a typo is a usage error, found before the keys are read
   const dir = resolve(o.keys)
   const keys = await loadPublisherKeys(dir)
   const client = await FleetClient.open({ seed: o.seed, networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(dir) })

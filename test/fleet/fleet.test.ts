@@ -154,6 +154,9 @@ describe('fleet reports, status, inventory and audit on loopback', () => {
     }
     const r = await shoal(['fleet', 'endpoints', '--seed', fleet.seedAddr, '--keys', fleet.keysDir])
     expect(r.code).toBe(3)
+    // usage errors: exit 2, before any connection
+    expect((await shoal(['fleet', 'status', '--seed', fleet.seedAddr, '--keys', fleet.keysDir, '--package', 'a b'])).code).toBe(2)
+    expect((await shoal(['fleet', 'status', '--seed', '/ip4/127.0.0.1/tcp/1', '--keys', fleet.keysDir])).stderr).toContain('must end in /p2p/')
     expect(r.stderr).toContain('not in this seed\'s "publishers" list')
 
     await fleet.cleanup()
