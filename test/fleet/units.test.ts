@@ -9,6 +9,9 @@ import { collectInventory, parsePackageLines } from '../../src/fleet/inventory.j
 import { decodeReport, encodeReport, MAX_REPORT_BYTES, ReportInvalidError, ReportOversizeError, type Inventory, type Report } from '../../src/fleet/report.js'
 import { FleetStore, type EndpointRecord, type FleetEventName } from '../../src/fleet/store.js'
 import { StateDb, type KV } from '../../src/store/state-db.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { createShoalNode } from '../../src/net/node.js'
+import { Reporter } from '../../src/fleet/reporter.js'
 
 const PEER = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
 const PEER2 = '12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq'
@@ -120,5 +123,27 @@ describe('fleet store', () => {
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     await store.put(report({ peerId: PEER2, ring: 'canary', releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     expect(after).toEqual([]) // canary was complete before the restart: not announced again
+  })
+})
+
+describe('reporter', () => {
+  it('sends an inventory too large for a report as an empty, truncated list that says why', async () => {
+    const node = await createShoalNode({ privateKey: await generateKeyPair('Ed25519'), listen: [], networkKey: new Uint8Array(32) })
+    try {
+      const packages = Array.from({ length: 20_000 }, (_, i) => ({ name: `package-${i}-${'n'.repeat(30)}`, version: `1.${i}.0-${'v'.repeat(20)}` }))
+      const r = new Reporter({
+        node, seeds: [], interval: 60_000, now: () => new Date(),
+        collect: async () => ({ daemonVersion: '0.1.0', site: null, ring: 'broad', installed: [], releases: [], bytes: { lan: 0, seed: 0, origin: 0 } }),
+        inventory: async () => ({ source: 'dpkg', truncated: false, collectedAt: new Date().toISOString(), packages }),
+        log: { warn: () => {}, debug: () => {} }
+      })
+      const built = await r.build()
+      expect(built.peerId).toBe(node.peerId.toString())
+      expect(built.inventory).toMatchObject({ source: 'dpkg', truncated: true, packages: [] })
+      expect(built.inventory.reason).toContain('does not fit')
+      expect(decodeReport(encodeReport(built))).toEqual(built)
+    } finally {
+      await node.stop()
+    }
   })
 })
