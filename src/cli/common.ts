@@ -17,12 +17,13 @@ export const EXIT = {
 const UNTRUSTED_CODES = new Set([
   'ERR_SIGNATURE_THRESHOLD', 'ERR_EXPIRED', 'ERR_ROLLBACK', 'ERR_UNKNOWN_KEYTYPE', 'ERR_PAYLOAD_DECRYPT',
   'ERR_BLOB_CID', 'ERR_BLOB_AUTH', 'ERR_BLOB_FORMAT', 'ERR_BLOB_SIZE', 'ERR_FILE_HASH', 'ERR_DECODE',
-  'ERR_OVERSIZE', 'ERR_INVALID_PATH', 'ERR_UNSAFE_PATH', 'ERR_MIX_AND_MATCH', 'ERR_WRONG_PACKAGE', 'ERR_ROOT_CHAIN'
+  'ERR_OVERSIZE', 'ERR_INVALID_PATH', 'ERR_UNSAFE_PATH', 'ERR_MIX_AND_MATCH', 'ERR_WRONG_PACKAGE', 'ERR_ROOT_CHAIN',
+  'ERR_FLEET_UNAUTHORIZED'
 ])
 
 export function exitCodeFor (err: unknown): number {
   if (err instanceof ShoalError) {
-    if (err.code === 'ERR_INVALID_ARGUMENT' || err.code === 'ERR_CONFIG' || err.code === 'ERR_INVALID_CHUNKER_OPTIONS') return EXIT.usage
+    if (err.code === 'ERR_INVALID_ARGUMENT' || err.code === 'ERR_CONFIG' || err.code === 'ERR_INVALID_CHUNKER_OPTIONS' || err.code === 'ERR_AUDIT_POLICY') return EXIT.usage
     // A seed refusing an upload on a trust check (its code travels as remoteCode) is a refusal too.
     const code = err.code === 'ERR_RPC_REMOTE' ? String((err as ShoalError & { remoteCode?: string }).remoteCode) : err.code
     if (UNTRUSTED_CODES.has(code) || code.startsWith('ERR_EXPIRED') || code.startsWith('ERR_SIGNATURE')) return EXIT.untrusted

@@ -9,6 +9,7 @@ import { registerExtract } from './extract.js'
 import { registerDaemon } from './daemon.js'
 import { registerStatus } from './status.js'
 import { registerDemo } from './demo.js'
+import { registerFleet } from './fleet.js'
 import { SHOAL_VERSION } from '../version.js'
 
 export function buildProgram (): Command {
@@ -25,6 +26,7 @@ export function buildProgram (): Command {
   registerExtract(program)
   registerDaemon(program)
   registerStatus(program)
+  registerFleet(program)
   registerDemo(program)
   return program
 }

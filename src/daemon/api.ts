@@ -11,6 +11,8 @@ export interface ApiHandlers {
   pause: () => Promise<void>
   resume: () => Promise<void>
   installNow?: () => Promise<void>
+  /** More routes (the seed's dashboard): returns true when it answered the request. */
+  extra?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
 }
 
 export interface ApiServer { address: string, close: () => Promise<void> }
@@ -33,6 +35,7 @@ export async function startApi (hostPort: string, h: ApiHandlers): Promise<ApiSe
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://local')
     const key = `${req.method ?? 'GET'} ${url.pathname}`
+    if (h.extra !== undefined && await h.extra(req, res, url)) return
     switch (key) {
       case 'GET /status': send(res, 200, JSON.stringify(await h.status())); return
       case 'GET /metrics': send(res, 200, await h.metrics(), 'text/plain; version=0.0.4'); return

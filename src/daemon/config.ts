@@ -54,6 +54,10 @@ export interface DaemonConfig {
   power: 'auto' | 'ac' | 'battery'
   /** Endpoint: uplink kind reported for ownership weights; "auto" looks at the default route. */
   link: 'auto' | 'wired' | 'wifi' | 'metered'
+  /** Endpoint: how often it sends its seed a report even when nothing changed, in ms. */
+  reportInterval: number
+  /** Seed: token that opens the dashboard on the API address; null = dashboard off. */
+  dashboardToken: string | null
 }
 
 export const CONFIG_DEFAULTS = {
@@ -72,7 +76,9 @@ export const CONFIG_DEFAULTS = {
   logLevel: 'info' as LogLevel,
   mdns: true,
   power: 'auto' as const,
-  link: 'auto' as const
+  link: 'auto' as const,
+  reportInterval: 300_000,
+  dashboardToken: null
 }
 
 type Check = (v: unknown, field: string) => unknown
@@ -130,7 +136,13 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   mdns: (v, f) => { if (typeof v !== 'boolean') throw new ConfigError(`config field "${f}" must be true or false`); return v },
   power: oneOf('auto', 'ac', 'battery'),
-  link: oneOf('auto', 'wired', 'wifi', 'metered')
+  link: oneOf('auto', 'wired', 'wifi', 'metered'),
+  reportInterval: posInt,
+  dashboardToken: (v, f) => {
+    if (v === null) return null
+    if (typeof v !== 'string' || !/^[\x21-\x7e]{16,256}$/.test(v)) throw new ConfigError(`config field "${f}" must be null or a token of 16 to 256 printable characters (e.g. \`openssl rand -hex 24\`)`)
+    return v
+  }
 }
 
 /**

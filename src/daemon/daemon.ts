@@ -24,6 +24,10 @@ import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
 import { detectHost } from './host-info.js'
 import { Seed } from './seed.js'
+import { startReporter, startSeedFleet, type SeedFleet } from './fleet.js'
+import type { FleetStore } from '../fleet/store.js'
+import type { Reporter } from '../fleet/reporter.js'
+import type { Inventory } from '../fleet/report.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -31,6 +35,8 @@ export interface DaemonOptions {
   /** Muxers offered (tests: an mplex-only peer). */
   muxers?: MuxerName[]
   installer?: InstallerOptions
+  /** Endpoint: the OS inventory collector (default: dpkg-query / rpm, src/fleet/inventory.ts). */
+  inventory?: () => Promise<Inventory>
 }
 
 export interface DaemonStatus {
@@ -59,6 +65,10 @@ export interface Daemon {
   readonly serverStats: BlobServerStats
   readonly endpoint: Endpoint | undefined
   readonly seed: Seed | undefined
+  /** Seed: the endpoints' reports; `fleet.onEvent(…)` hears install-failed and ring-complete. */
+  readonly fleet: FleetStore | undefined
+  /** Endpoint: sends reports to the seed. */
+  readonly reporter: Reporter | undefined
   readonly api: ApiServer | undefined
   readonly log: Logger
   status: () => Promise<DaemonStatus>
@@ -137,6 +147,8 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
 
     let endpoint: Endpoint | undefined
     let seed: Seed | undefined
+    let seedFleet: SeedFleet | undefined
+    let reporter: Reporter | undefined
     const announce = new Announce(node, db, {
       onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
@@ -148,12 +160,16 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now })
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
+      seedFleet = await startSeedFleet({ node, db, cfg, log, now })
+      const f = seedFleet
+      cleanups.push(async () => { await f.service.stop() })
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)
       const bucket = new TokenBucket({ rate: cfg.wanRate })
       const host = await detectHost(cfg)
       endpoint = new Endpoint({
-        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now
+        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now,
+        onStateChange: () => reporter?.changed()
       })
       await endpoint.start()
       cleanups.push(async () => { await endpoint?.stop() })
@@ -187,6 +203,11 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       }
     }
 
+    if (endpoint !== undefined) {
+      const r = reporter = startReporter({ node, cfg, log, now, status, ...(opts.inventory !== undefined ? { inventory: opts.inventory } : {}) })
+      cleanups.push(async () => { await r.stop() })
+    }
+
     let api: ApiServer | undefined
     if (cfg.api !== null) {
       api = await startApi(cfg.api, {
@@ -198,7 +219,8 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         },
         pause: async () => { if (endpoint !== undefined) endpoint.paused = true; log.info('paused') },
         resume: async () => { if (endpoint !== undefined) { endpoint.paused = false; endpoint.kick() } log.info('resumed') },
-        ...(endpoint !== undefined ? { installNow: async () => { endpoint?.kick() } } : {})
+        ...(endpoint !== undefined ? { installNow: async () => { endpoint?.kick() } } : {}),
+        ...(seedFleet !== undefined ? { extra: seedFleet.routes } : {})
       })
       const a = api
       cleanups.push(async () => { await a.close() })
@@ -208,7 +230,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
     let stopping: Promise<void> | undefined
     return {
-      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, log, status,
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, log, status, fleet: seedFleet?.store, reporter,
       stop: async () => {
         stopping ??= (async () => {
           await cleanup()

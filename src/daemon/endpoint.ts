@@ -60,6 +60,8 @@ export interface EndpointDeps {
   log: Logger
   metrics: DaemonMetrics
   now: () => Date
+  /** Called after each release state write (the fleet reporter sends a report). */
+  onStateChange?: () => void
 }
 
 export interface ReleaseProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
@@ -277,6 +279,7 @@ export class Endpoint {
       this.d.db.releases.putOp(key, base),
       ...this.d.db.blobIndex.addOps(key, cids)
     ])
+    this.d.onStateChange?.()
     await this.download(key, entry.manifest, manifest)
     await this.setState(key, { ...base, state: 'installing' })
     await this.install(key, base, manifest, payload)
@@ -429,6 +432,7 @@ export class Endpoint {
 
   private async setState (key: string, rec: ReleaseRecord): Promise<void> {
     await this.d.db.releases.put(key, { ...rec, updatedAt: this.d.now().toISOString() })
+    this.d.onStateChange?.()
   }
 
   private async recordError (name: string, entry: HeadEntry, err: unknown): Promise<void> {

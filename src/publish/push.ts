@@ -3,7 +3,7 @@
 // the same connection. We serve only the blobs this manifest lists, so a seed cannot use the
 // publisher's connection to read anything else from its repository.
 import type { PrivateKey } from '@libp2p/interface'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { InvalidArgumentError } from '../core/errors.js'
 import { decodeManifest, MAX_CHUNKS, MAX_MANIFEST_BYTES } from '../core/manifest.js'
 import { cidToHex } from '../core/seal.js'
@@ -11,6 +11,7 @@ import { BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
 import { PUBLISH_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl } from '../net/control.js'
 import { createShoalNode, type ShoalNode } from '../net/node.js'
+import { seedMultiaddr } from '../net/peer-addr.js'
 import { callRpc } from '../net/rpc.js'
 import type { BlobStore } from '../store/blob-store.js'
 
@@ -29,15 +30,7 @@ export class SeedSession {
 
   /** Opens a node that only dials out, serving `blobs` to the seed (restricted per release). */
   static async open (o: { seed: string, networkKey: Uint8Array, privateKey: PrivateKey, blobs: BlobStore }): Promise<SeedSession> {
-    let seed: Multiaddr
-    try {
-      seed = multiaddr(o.seed)
-    } catch (err) {
-      throw new InvalidArgumentError(`--to ${o.seed} is not a multiaddr (e.g. /ip4/10.0.0.5/tcp/7700/p2p/12D3Koo…): ${(err as Error).message}`)
-    }
-    if (seed.getComponents().find(c => c.name === 'p2p') === undefined) {
-      throw new InvalidArgumentError(`--to ${o.seed} must end in /p2p/<the seed's PeerId> (shown by \`shoal status\` on the seed)`)
-    }
+    const seed = seedMultiaddr(o.seed, '--to')
     const node = await createShoalNode({ privateKey: o.privateKey, listen: [], networkKey: o.networkKey })
     const session = new SeedSession(node, seed, o.blobs)
     await registerBlobsProtocol(node, {

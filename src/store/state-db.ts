@@ -273,6 +273,10 @@ export class StateDb {
   readonly peers: KV<unknown>
   /** Anything else the daemon needs to remember, by name. */
   readonly kv: KV<unknown>
+  /** Seed: the latest report of each endpoint, by PeerId, without its OS inventory (src/fleet/store.ts). */
+  readonly fleetReports: KV<unknown>
+  /** Seed: each endpoint's latest OS inventory, by PeerId. */
+  readonly fleetInventory: KV<unknown>
   readonly blobIndex: BlobIndex
   readonly counters: Counters
   /** Batches and blob-index updates run one at a time, so removeRelease's orphan list is exact. */
@@ -287,6 +291,8 @@ export class StateDb {
     this.releases = new KV(json<ReleaseRecord>('releases'), guard)
     this.peers = new KV(json('peers'), guard)
     this.kv = new KV(json('kv'), guard)
+    this.fleetReports = new KV(json('fleet-reports'), guard)
+    this.fleetInventory = new KV(json('fleet-inventory'), guard)
     const utf8 = (name: string): Sublevel<string> => db.sublevel<string, string>(name, { valueEncoding: 'utf8' }) as unknown as Sublevel<string>
     this.blobIndex = new BlobIndex(utf8('blob-by-cid'), utf8('blob-by-release'), this)
     this.counters = new Counters(json('counters'), guard)

@@ -26,7 +26,9 @@ describe('daemon config', () => {
     [{ channels: ['ok', 'bad label!'] }, /"channels\[1\]"/],
     [{ mdns: 'yes' }, /"mdns" must be true or false/],
     [{ link: 'fiber' }, /"link" must be one of/],
-    [{ seeds: [] }, /needs at least one entry in "seeds"/]
+    [{ seeds: [] }, /needs at least one entry in "seeds"/],
+    [{ reportInterval: 0 }, /"reportInterval" must be a whole number > 0/],
+    [{ dashboardToken: 'short' }, /"dashboardToken" must be null or a token of 16 to 256/]
   ])('refuses %j by naming the field', (patch, re) => {
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(ConfigError)
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(re)

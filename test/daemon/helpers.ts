@@ -4,6 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
 import { parseConfig, type DaemonConfig } from '../../src/daemon/config.js'
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon/daemon.js'
 import { createLogger } from '../../src/daemon/log.js'
@@ -81,8 +82,8 @@ export class Fleet {
   }
 
   /** Sends a published manifest to the seed, as `shoal publish --to` does. */
-  async push (manifestPath: string): Promise<CommitResult> {
-    const s = await SeedSession.open({ seed: this.seedAddr, networkKey: this.keys.fleet.networkKey, privateKey: await generateKeyPair('Ed25519'), blobs: await BlobStore.open(this.repo) })
+  async push (manifestPath: string, privateKey?: PrivateKey): Promise<CommitResult> {
+    const s = await SeedSession.open({ seed: this.seedAddr, networkKey: this.keys.fleet.networkKey, privateKey: privateKey ?? await generateKeyPair('Ed25519'), blobs: await BlobStore.open(this.repo) })
     try {
       const bytes = await readFile(manifestPath)
       await s.offer(bytes)
