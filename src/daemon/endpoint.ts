@@ -106,7 +106,13 @@ export class Endpoint {
     this.seeds = d.cfg.seeds.map(s => multiaddr(s))
     this.site = new Site(d.node, d.cfg.site, {
       haves: () => new Map([...this.haveMaps].map(([id, m]) => [id, m.encode()])),
-      wants: () => new Map([...this.fetches].flatMap(([id, f]) => { const w = f.wantBits; return w === undefined ? [] : [[id, w] as const] })),
+      // A release not being fetched (installed, or paused) wants exactly what it holds: with delta
+      // blobs an installed release lacks the deltas it did not need, and must not own them.
+      wants: () => new Map([...this.haveMaps].flatMap(([id, have]) => {
+        const f = this.fetches.get(id)
+        const w = f !== undefined ? f.wantBits : have.complete ? undefined : have.encode()
+        return w === undefined ? [] : [[id, w] as const]
+      })),
       weight: () => ownershipWeight(d.host),
       wan: () => [...this.fetches.values()].some(f => f.fetchingWan)
     }, {

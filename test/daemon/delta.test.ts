@@ -189,8 +189,27 @@ describe('a site on mixed base versions', () => {
     expect(p3.deltaBaseReleases).toEqual(['2.0.0', '1.0.0'])
     const before = await Promise.all(site.map(seedBytes))
     await fleet.push(p3.manifestPath)
+    // the members' hellos say what each wants (want-maps: docs/protocol.md §6.7) while they fetch
+    let wantsSeen = false
+    const probe = setInterval(() => {
+      for (const x of site) for (const m of x.endpoint!.site.members.values()) if (m.wants.size > 0) wantsSeen = true
+    }, 25)
     for (const x of site) x.endpoint!.paused = false
-    for (const x of site) await installs(x, '3.0.0', v3, 90_000)
+    try {
+      for (const x of site) await installs(x, '3.0.0', v3, 90_000)
+    } finally {
+      clearInterval(probe)
+    }
+    expect(wantsSeen).toBe(true)
+    // Installed, each holds the file chunks and only the deltas it used: it wants exactly that, so it
+    // is never the WAN owner of a delta a member on another base still needs.
+    const id3 = p3.manifestId
+    for (const x of site) await x.endpoint!.site.rehello()
+    for (const x of site) {
+      for (const m of x.endpoint!.site.members.values()) {
+        expect(m.wants.get(id3), `${m.id} wants`).toEqual(m.haves.get(id3))
+      }
+    }
     const wan = (await Promise.all(site.map(seedBytes))).reduce((n, b, i) => n + b - before[i]!, 0)
     // every blob the site needed at most about once: the fresh one's full blobs plus the deltas
     expect(wan).toBeLessThanOrEqual(1.05 * (p3.newBlobBytes + p3.deltaBytes))
