@@ -8,6 +8,7 @@ import { DeltaEncoder } from '../../src/core/delta.js'
 import { resolveDeltaBase } from '../../src/core/delta-apply.js'
 import { buildManifest, decodeManifest, openPayload, type ManifestPayload } from '../../src/core/manifest.js'
 import { cidFromHex, cidToHex, openBlob, sealChunk } from '../../src/core/seal.js'
+import { formatStatus } from '../../src/cli/status.js'
 import type { Daemon } from '../../src/daemon/daemon.js'
 import { BlobStore } from '../../src/store/blob-store.js'
 import { RepoLayout } from '../../src/store/repo.js'
@@ -138,6 +139,7 @@ describe('endpoints use delta blobs', () => {
     expect(s.deltas.fallbacks).toBe(1)
     expect(s.deltas.lastFallback).toMatchObject({ release: 'app@2.0.0', reason: 'key', chunks: d.targets.length })
     expect(await e.metrics.text()).toMatch(/shoal_delta_fallbacks_total\{reason="key",role="endpoint"\} 1/)
+    expect(formatStatus(s)).toMatch(/delta blobs: \d+ chunk\(s\) rebuilt · 1 fallback\(s\) to full blobs \(last: app@2\.0\.0, key: /)
     // it paid the forged delta and then the full blobs of its targets
     const fullTargets = d.targets.reduce((n, t) => n + m.signed.chunks[t]!.size, 0)
     expect(s.bytes.seed - before).toBeGreaterThanOrEqual(sealed.blob.length + fullTargets)
