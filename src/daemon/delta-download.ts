@@ -12,6 +12,7 @@ import { cidFromHex, cidToHex, MIN_BLOB_BYTES, openBlob, sealWithKey } from '../
 import type { BlobStore } from '../store/blob-store.js'
 import type { StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
+import { distinctChunks } from '../swarm/release-fetch.js'
 
 /** Why a delta was not used after all; the label of `shoal_delta_fallbacks_total`. */
 export type FallbackReason = 'delta' | 'size' | 'key' | 'base' | 'reseal'
@@ -70,7 +71,7 @@ export async function presentMap (table: readonly ChunkRef[], blobs: BlobStore):
 }
 
 export class DeltaDownload {
-  /** Table indices I want to hold: full blobs fetched whole, and delta blobs. */
+  /** Indices (of the distinct table, as have-maps) I want to hold: full blobs fetched whole, and delta blobs. */
   readonly want: HaveMap
   /** Blob bytes the plan transfers (planFetch). */
   readonly bytes: number
@@ -102,7 +103,7 @@ export class DeltaDownload {
    * releases held here (heldReleases). Base blobs are checked on disk before a delta is counted on.
    */
   static async plan (o: { release: string, manifest: SignedManifest, payload: ManifestPayload, have: HaveMap, releases: HeldRelease[], blobs: BlobStore, contentKey: Uint8Array, events: DeltaEvents }): Promise<DeltaDownload> {
-    const table = o.manifest.signed.chunks
+    const table = distinctChunks(o.manifest.signed.chunks) // the have-map's indices (docs/protocol.md §6.7)
     const present = new Set(table.filter((_, i) => o.have.has(i)).map(c => c.cid))
     const baseHeld = new Map<string, boolean>()
     if (o.payload.deltas !== undefined && o.releases.length > 0) {

@@ -145,6 +145,30 @@ describe('endpoints use delta blobs', () => {
     expect(s.bytes.seed - before).toBeGreaterThanOrEqual(sealed.blob.length + fullTargets)
   }, 120_000)
 
+  it('a delta blob already on disk (a restart after it landed) is rebuilt before fetching, and not fetched again', async () => {
+    const { f, e, text } = await oneEndpointOnV1('delta-resume', 13)
+    const v2 = await writeApp(join(f.dir, 'src-2'), replaceAt(text, 200_000, '/* resumed */'), '2.0.0')
+    const p2 = await f.publish(v2, '2.0.0')
+    const m = decodeManifest(await readFile(p2.manifestPath))
+    const payload = openPayload(m, f.keys.fleet.contentKey)
+    expect(payload.deltas!.length).toBeGreaterThan(0)
+    const repoBlobs = await BlobStore.open(f.repo)
+    let copied = 0
+    for (const d of payload.deltas!) {
+      const ref = m.signed.chunks[d.index]!
+      await e.blobs.put(cidFromHex(ref.cid), (await repoBlobs.get(cidFromHex(ref.cid)))!)
+      copied += ref.size
+    }
+    await repoBlobs.close()
+    const before = await seedBytes(e)
+    await f.push(p2.manifestPath)
+    await installs(e, '2.0.0', v2)
+    const s = await e.status()
+    expect(s.bytes.seed - before).toBe(p2.fetchBytesFromPrevious - copied)
+    expect(s.deltas.rebuilt).toBeGreaterThan(0)
+    expect(s.deltas.fallbacks).toBe(0)
+  }, 120_000)
+
   it('a delta against another build of the base version (a wrong base) is refused before decoding: full blobs, reported', async () => {
     const { f, e, text } = await oneEndpointOnV1('delta-base', 12)
 
