@@ -79,7 +79,8 @@ export class DeltaDownload {
   readonly viaDelta: number
   private readonly deltas = new Map<number, DeltaItem>()
   private readonly indexOf: Map<string, number>
-  private readonly started = new Set<number>()
+  /** Rebuilds by delta index: a second copy landing (endgame) waits for the first's outcome. */
+  private readonly started = new Map<number, Promise<void>>()
   private sink: DeltaSink | undefined
 
   private constructor (
@@ -157,8 +158,16 @@ export class DeltaDownload {
   async landed (index: number, blob: Uint8Array): Promise<void> {
     const item = this.deltas.get(index)
     const sink = this.sink
-    if (item === undefined || sink === undefined || this.started.has(index)) return
-    this.started.add(index)
+    if (item === undefined || sink === undefined) return
+    let p = this.started.get(index)
+    if (p === undefined) {
+      p = this.rebuildOrFallBack(item, blob, sink)
+      this.started.set(index, p)
+    }
+    await p
+  }
+
+  private async rebuildOrFallBack (item: DeltaItem, blob: Uint8Array, sink: DeltaSink): Promise<void> {
     try {
       const stored = await this.rebuild(item, blob)
       sink.held(stored)
