@@ -36,7 +36,8 @@ export async function benchReleases (): Promise<Array<Record<string, string | nu
     try {
       const oldTgz = tgzOf(pkg, a)
       const newTgz = tgzOf(pkg, b)
-      const common = { package: pkg, channel: 'stable', repoDir: join(dir, 'repo'), signers: [generateKeyPair()], contentKey: randomBytes(32), expires: new Date(Date.now() + 86400e3) }
+      // chunk dedup alone (deltas are on by default; bench/delta-releases.ts measures them)
+      const common = { package: pkg, channel: 'stable', repoDir: join(dir, 'repo'), signers: [generateKeyPair()], contentKey: randomBytes(32), expires: new Date(Date.now() + 86400e3), deltaReleases: 0 }
       await publishRelease({ ...common, input: oldTgz, version: a })
       const r = await publishRelease({ ...common, input: newTgz, version: b })
       const tgzBytes = (await stat(newTgz)).size

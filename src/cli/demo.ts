@@ -11,9 +11,10 @@ const EXAMPLE = fileURLToPath(new URL('../../../examples/hello-app/', import.met
 export function formatDemo (r: DemoReport): string {
   const out: string[] = []
   for (const rel of r.releases) {
-    out.push(`\n${r.package}@${rel.version}: new blobs ${formatBytes(rel.newBlobBytes)} (release ${formatBytes(rel.blobBytes)}), installed everywhere in ${rel.seconds.toFixed(1)} s`)
+    const deltas = rel.deltaBlobs > 0 ? `; with ${rel.deltaBlobs} delta blob(s) a holder of the previous release fetches ${formatBytes(rel.fetchBytesFromPrevious)}` : ''
+    out.push(`\n${r.package}@${rel.version}: new blobs ${formatBytes(rel.newBlobBytes)} (release ${formatBytes(rel.blobBytes)})${deltas}, installed everywhere in ${rel.seconds.toFixed(1)} s`)
     for (const s of rel.sites) {
-      const ratio = rel.newBlobBytes > 0 ? ` = ${(s.wanBytes / rel.newBlobBytes).toFixed(2)} × the new blobs` : ''
+      const ratio = rel.fetchBytesFromPrevious > 0 ? ` = ${(s.wanBytes / rel.fetchBytesFromPrevious).toFixed(2)} × what one endpoint needs` : ''
       out.push(`  ${s.site} (${s.endpoints} endpoints): over the WAN ${formatBytes(s.wanBytes)}${ratio} · from LAN peers ${formatBytes(s.lanBytes)}`)
     }
     for (const e of rel.endpoints) out.push(`    ${e.name.padEnd(12)} installed ${e.installed ?? '-'} · WAN ${formatBytes(e.wanBytes)} · LAN ${formatBytes(e.lanBytes)}`)

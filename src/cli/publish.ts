@@ -73,7 +73,7 @@ export function registerPublish (program: Command): void {
     .option('--max-chunk <size>', 'FastCDC maximum chunk size (default 64KiB)')
     .option('--brotli-quality <q>', 'per-chunk brotli quality 0–11', '5')
     .option('--threads <n>', 'sealing worker threads (default: all cores)')
-    .option('--delta-releases <n>', 'also publish delta blobs against this many previous releases of the package in the repo (0 = off; off by default until endpoints use them)', '0')
+    .option('--delta-releases <n>', 'also publish delta blobs against this many previous releases of the package in the repo (0 = off)', '2')
     .option('--json', 'print the result as JSON (with deltaBlobs, deltaBytes, fetchBytesFromPrevious)')
     .addHelpText('after', `
 Examples:

@@ -28,6 +28,12 @@ export function formatStatus (s: DaemonStatus): string {
     `listening on ${s.listen.join(', ') || '(nothing)'}`,
     `peers ${new Set(s.peers.map(p => p.peerId)).size} · blobs stored ${s.blobs.stored} · received from seed ${human(s.bytes.seed)}, LAN ${human(s.bytes.lan)} · served ${human(s.bytes.served)}`
   ]
+  // a daemon from before delta blobs has no `deltas`
+  const d = s.deltas as DaemonStatus['deltas'] | undefined
+  if (d !== undefined && (d.rebuilt > 0 || d.fallbacks > 0)) {
+    const last = d.lastFallback
+    lines.push(`delta blobs: ${d.rebuilt} chunk(s) rebuilt · ${d.fallbacks} fallback(s) to full blobs${last !== undefined ? ` (last: ${last.release}, ${last.reason}: ${last.message})` : ''}`)
+  }
   for (const h of s.heads) {
     lines.push(`channel ${h.channel}: head seq ${h.seq}, expires ${h.expires || '-'}${h.stale ? ' — STALE' : ''}${h.error !== undefined ? ` — ${h.error}` : ''}`)
   }

@@ -20,6 +20,7 @@ import { Announce } from './announce.js'
 import { startApi, type ApiServer } from './api.js'
 import { ConfigError, type DaemonConfig } from './config.js'
 import { Endpoint, type HeadStatus, type PackageStatus } from './endpoint.js'
+import type { DeltaFallback } from './delta-download.js'
 import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
 import { detectHost } from './host-info.js'
@@ -54,6 +55,8 @@ export interface DaemonStatus {
   heads: HeadStatus[]
   bytes: { seed: number, lan: number, origin: number, served: number }
   blobs: { stored: number }
+  /** Chunks rebuilt from delta blobs, deltas that fell back to full blobs, and the last fallback. */
+  deltas: { rebuilt: number, fallbacks: number, lastFallback?: DeltaFallback }
 }
 
 export interface Daemon {
@@ -199,7 +202,8 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         packages: endpoint !== undefined ? await endpoint.packages() : [],
         heads: endpoint !== undefined ? await endpoint.heads() : [],
         bytes: { seed: counters['bytes.seed'] ?? 0, lan: counters['bytes.lan'] ?? 0, origin: counters['bytes.origin'] ?? 0, served: serverStats.bytesServed },
-        blobs: { stored: await storedBlobs() }
+        blobs: { stored: await storedBlobs() },
+        deltas: { rebuilt: counters['delta.rebuilt'] ?? 0, fallbacks: counters['delta.fallbacks'] ?? 0, ...(endpoint?.lastDeltaFallback !== undefined ? { lastFallback: endpoint.lastDeltaFallback } : {}) }
       }
     }
 

@@ -32,6 +32,9 @@ export interface DemoEndpointReport { name: string, site: string, installed: str
 export interface DemoReleaseReport {
   version: string
   newBlobBytes: number
+  /** What one endpoint holding the previous release fetches: delta blobs where they serve (publish --json). */
+  fetchBytesFromPrevious: number
+  deltaBlobs: number
   blobBytes: number
   seconds: number
   sites: DemoSiteReport[]
@@ -95,7 +98,7 @@ export async function runDemo (o: DemoOptions): Promise<DemoReport> {
       } finally {
         await session.close()
       }
-      say(`published ${o.package}@${rel.version}: ${pub.newChunks} new blob(s), ${pub.newBlobBytes} bytes`)
+      say(`published ${o.package}@${rel.version}: ${pub.newChunks} new blob(s), ${pub.newBlobBytes} bytes; ${pub.deltaBlobs} delta blob(s), a holder of the previous release fetches ${pub.fetchBytesFromPrevious} bytes`)
       await until(async () => {
         const st = await Promise.all(endpoints.map(async e => await e.d.status()))
         return st.every(s => s.packages.some(p => p.name === o.package && p.installed === rel.version))
@@ -112,7 +115,7 @@ export async function runDemo (o: DemoOptions): Promise<DemoReport> {
         const mine = eps.filter(e => e.site === site)
         return { site, endpoints: mine.length, wanBytes: mine.reduce((n, e) => n + e.wanBytes, 0), lanBytes: mine.reduce((n, e) => n + e.lanBytes, 0) }
       })
-      reports.push({ version: rel.version, newBlobBytes: pub.newBlobBytes, blobBytes: pub.blobBytes, seconds: (Date.now() - started) / 1000, sites, endpoints: eps })
+      reports.push({ version: rel.version, newBlobBytes: pub.newBlobBytes, fetchBytesFromPrevious: pub.fetchBytesFromPrevious, deltaBlobs: pub.deltaBlobs, blobBytes: pub.blobBytes, seconds: (Date.now() - started) / 1000, sites, endpoints: eps })
       say(`${rel.version} installed everywhere in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     }
     return { package: o.package, workDir: o.keep === true ? work : null, releases: reports }

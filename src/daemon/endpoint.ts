@@ -31,6 +31,7 @@ import type { ShoalNode } from '../net/node.js'
 import type { HostInfo } from './host-info.js'
 import { loadHead, storeHead, type Announce } from './announce.js'
 import type { DaemonConfig } from './config.js'
+import { DeltaDownload, heldReleases, presentMap, type DeltaFallback } from './delta-download.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
 
@@ -99,12 +100,21 @@ export class Endpoint {
   readonly scores = new PeerScores()
   readonly site: Site
   private readonly headErrors = new Map<string, string>()
+  /** The last delta that did not rebuild (its chunks were fetched whole), for status. */
+  lastDeltaFallback: DeltaFallback | undefined
   private readonly seeds: Multiaddr[]
 
   constructor (private readonly d: EndpointDeps) {
     this.seeds = d.cfg.seeds.map(s => multiaddr(s))
     this.site = new Site(d.node, d.cfg.site, {
       haves: () => new Map([...this.haveMaps].map(([id, m]) => [id, m.encode()])),
+      // A release not being fetched (installed, or paused) wants exactly what it holds: with delta
+      // blobs an installed release lacks the deltas it did not need, and must not own them.
+      wants: () => new Map([...this.haveMaps].flatMap(([id, have]) => {
+        const f = this.fetches.get(id)
+        const w = f !== undefined ? f.wantBits : have.complete ? undefined : have.encode()
+        return w === undefined ? [] : [[id, w] as const]
+      })),
       weight: () => ownershipWeight(d.host),
       wan: () => [...this.fetches.values()].some(f => f.fetchingWan)
     }, {
@@ -131,11 +141,11 @@ export class Endpoint {
       const r = await this.d.installer.recover(pkg)
       if (r.removed.length > 0 || r.interrupted !== undefined) this.d.log.warn({ recover: r }, 'recovered an interrupted install')
     }
-    // Releases installed here are served to the site whole.
+    // Releases installed here are served to the site: every chunk, and the delta blobs fetched for them.
     for await (const [, rec] of this.d.db.releases.entries()) {
       if (rec.state !== 'installed') continue
       const bytes = await this.d.db.manifests.get(rec.manifestId)
-      if (bytes !== null) this.haveMaps.set(rec.manifestId, HaveMap.full(distinctChunks(decodeManifest(bytes).signed.chunks).length))
+      if (bytes !== null) this.haveMaps.set(rec.manifestId, await presentMap(distinctChunks(decodeManifest(bytes).signed.chunks), this.d.blobs))
     }
     await this.site.start()
     this.timer = setInterval(() => { this.kick() }, this.d.cfg.pollInterval)
@@ -280,7 +290,7 @@ export class Endpoint {
       ...this.d.db.blobIndex.addOps(key, cids)
     ])
     this.d.onStateChange?.()
-    await this.download(key, entry.manifest, manifest)
+    await this.download(key, entry.manifest, manifest, payload)
     await this.setState(key, { ...base, state: 'installing' })
     await this.install(key, base, manifest, payload)
   }
@@ -331,17 +341,42 @@ export class Endpoint {
     throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed`)
   }
 
-  private async download (key: string, id: string, manifest: SignedManifest): Promise<void> {
+  private async download (key: string, id: string, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {
     const table = distinctChunks(manifest.signed.chunks)
-    const prog: ReleaseProgress = { blobs: 0, blobsTotal: table.length, bytes: 0, bytesTotal: table.reduce((n, c) => n + c.size, 0) }
-    this.progress.set(key, prog)
-    const have = new HaveMap(table.length)
-    for (let i = 0; i < table.length; i += 256) {
-      const present = await Promise.all(table.slice(i, i + 256).map(async c => await this.d.blobs.has(cidFromHex(c.cid))))
-      present.forEach((p, k) => { if (p) { have.set(i + k); prog.blobs++; prog.bytes += (table[i + k] as ChunkRef).size } })
-    }
+    const have = await presentMap(table, this.d.blobs)
     this.haveMaps.set(id, have)
-    if (have.complete) return
+    // Which blobs: delta blobs where a held release is their base, full blobs for the rest (docs/delta.md).
+    const deltas = await DeltaDownload.plan({
+      release: key,
+      manifest,
+      payload,
+      have,
+      releases: await heldReleases(this.d.db, this.d.contentKey, manifest.signed.package, key),
+      blobs: this.d.blobs,
+      contentKey: this.d.contentKey,
+      events: {
+        rebuilt: async (chunks) => {
+          this.d.metrics.deltaChunksRebuilt.inc(chunks)
+          await this.d.db.counters.add('delta.rebuilt', chunks)
+        },
+        fallback: async (f) => {
+          this.lastDeltaFallback = f
+          this.d.metrics.deltaFallbacks.inc({ reason: f.reason })
+          await this.d.db.counters.add('delta.fallbacks', 1)
+          this.d.log.warn({ release: key, reason: f.reason, chunks: f.chunks, err: f.message }, 'a delta did not rebuild; fetching its chunks whole')
+        }
+      }
+    })
+    const held = have.indices()
+    const prog: ReleaseProgress = {
+      blobs: held.length,
+      blobsTotal: held.length + deltas.want.indices().filter(i => !have.has(i)).length,
+      bytes: held.reduce((n, i) => n + (table[i] as ChunkRef).size, 0),
+      bytesTotal: 0
+    }
+    prog.bytesTotal = prog.bytes + deltas.bytes
+    this.progress.set(key, prog)
+    if (deltas.want.indices().every(i => have.has(i)) && deltas.viaDelta === 0) return
     const seed = this.seeds[0] as Multiaddr
     let fetched = 0
     const fetch = new ReleaseFetch({
@@ -360,6 +395,8 @@ export class Endpoint {
       hard: this.abort.signal,
       progress: prog,
       have,
+      want: deltas.want,
+      onStored: async (index, blob) => { await deltas.landed(index, blob) },
       onBlob: async (from, bytes) => {
         fetched++
         const source = from === 'seed' ? 'seed' : 'lan'
@@ -375,6 +412,13 @@ export class Endpoint {
     })
     this.fetches.set(id, fetch)
     try {
+      await deltas.attach({
+        held: (indices) => { fetch.held(indices) },
+        want: (indices) => {
+          for (const i of indices) if (!have.has(i)) { prog.blobsTotal++; prog.bytesTotal += (table[i] as ChunkRef).size }
+          fetch.want(indices)
+        }
+      }, have)
       await fetch.run()
     } finally {
       this.fetches.delete(id)

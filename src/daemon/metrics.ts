@@ -15,6 +15,8 @@ export class DaemonMetrics {
   readonly blobsStored: Gauge
   readonly peers: Gauge
   readonly paused: Gauge
+  readonly deltaChunksRebuilt: Counter
+  readonly deltaFallbacks: Counter<'reason'>
 
   constructor (labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels)
@@ -28,6 +30,8 @@ export class DaemonMetrics {
     this.blobsStored = new Gauge({ name: 'shoal_blobs_stored', help: 'Blobs in the local store', registers: r })
     this.peers = new Gauge({ name: 'shoal_peers_connected', help: 'Connected libp2p peers', registers: r })
     this.paused = new Gauge({ name: 'shoal_paused', help: '1 while downloads and installs are paused', registers: r })
+    this.deltaChunksRebuilt = new Counter({ name: 'shoal_delta_chunks_rebuilt_total', help: 'Chunks rebuilt from a delta blob and a held base, checked against the manifest', registers: r })
+    this.deltaFallbacks = new Counter({ name: 'shoal_delta_fallbacks_total', help: 'Delta blobs that did not rebuild (their chunks were fetched whole), by reason', labelNames: ['reason'], registers: r })
     for (const s of ['seed', 'lan', 'origin']) { this.bytesReceived.inc({ source: s }, 0); this.blobsReceived.inc({ source: s }, 0) }
     for (const res of ['installed', 'failed', 'noop']) this.installs.inc({ result: res }, 0)
   }

@@ -84,11 +84,8 @@ export interface PublishResult {
   fetchBytesFromPrevious: number
 }
 
-/**
- * Off until endpoints fetch by `planFetch` (issue 5's daemon side): today an endpoint downloads
- * the whole chunk table, so delta blobs would be fetched on top of the full ones.
- */
-export const DEFAULT_DELTA_RELEASES = 0
+/** Delta blobs against the two previous releases (issue 5): endpoints fetch by `planFetch`, so a holder of either pays a delta. */
+export const DEFAULT_DELTA_RELEASES = 2
 
 interface Pending {
   file: FileEntry

@@ -57,8 +57,22 @@ export interface ReleaseFetchOptions {
   onBadBlob?: (peer: string, banned: boolean) => void
   /** My have-map for this release, shared with the site (kept current by this module). */
   have: HaveMap
+  /**
+   * What I want of the table (default: all of it). With delta blobs an endpoint wants the deltas
+   * it can rebuild from plus the full blobs of the rest, not the full blobs the deltas replace.
+   */
+  want?: HaveMap
+  /**
+   * A blob was stored, before it counts as landed: the endpoint rebuilds the chunks of a delta
+   * here (held()) or, when that fails, wants their full blobs (want()), so the fetch cannot end
+   * in between.
+   */
+  onStored?: (index: number, blob: Uint8Array) => Promise<void>
   log?: (msg: string, fields?: Record<string, unknown>) => void
 }
+
+/** The `from` of chunks produced here (rebuilt from a delta), not fetched. */
+const LOCAL = 'local'
 
 /** The distinct cids of a chunk table in order of first appearance, with their sizes. */
 export function distinctChunks (chunks: readonly ChunkRef[]): ChunkRef[] {
@@ -80,6 +94,7 @@ export class ReleaseFetch {
       weight: o.weight,
       cids: this.table.map(c => c.cid),
       have: o.have,
+      ...(o.want !== undefined ? { want: o.want } : {}),
       isBanned: (p) => o.scores.isBanned(p),
       wanInFlight: WAN_IN_FLIGHT,
       perPeerInFlight: LAN_PER_PEER
@@ -96,12 +111,35 @@ export class ReleaseFetch {
     try {
       if (indices === 'all') {
         const bits = m.haves.get(this.o.release)
-        if (bits !== undefined) this.scheduler.peerJoined(m.id, m.weight, HaveMap.decode(bits, this.table.length))
+        const want = m.wants.get(this.o.release)
+        if (bits !== undefined) this.scheduler.peerJoined(m.id, m.weight, HaveMap.decode(bits, this.table.length), want !== undefined ? HaveMap.decode(want, this.table.length) : undefined)
       } else {
         this.scheduler.peerHave(m.id, indices)
       }
     } catch (err) {
       this.o.log?.('ignored a malformed have-map', { peer: m.id, err })
+    }
+    this.kick()
+  }
+
+  /** My want-map when I want only part of the table (said in my hellos), else undefined. */
+  get wantBits (): Uint8Array | undefined {
+    const w = this.scheduler.wantMap
+    return w.complete ? undefined : w.encode()
+  }
+
+  /** I want these chunks too (their delta did not rebuild); the site hears of it at once. */
+  want (indices: number[]): void {
+    this.scheduler.want(indices)
+    void this.o.site?.rehello()
+    this.kick()
+  }
+
+  /** These chunks are now stored here without a fetch (rebuilt from a delta): mine, and the site's to ask for. */
+  held (indices: number[]): void {
+    for (const i of indices) {
+      this.cancel(this.scheduler.chunkLanded(i, LOCAL))
+      if (this.o.have.set(i)) this.o.site?.have(this.o.release, i)
     }
     this.kick()
   }
@@ -177,6 +215,7 @@ export class ReleaseFetch {
         const c = this.table[index] as ChunkRef
         // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
         await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true, absent: true })
+        await this.o.onStored?.(index, blob)
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
         this.o.site?.have(this.o.release, index)

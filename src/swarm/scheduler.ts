@@ -9,6 +9,9 @@
 // - otherwise only its owner fetches it from the WAN (ownership.ts); the others wait. The owner is
 //   the first in rank that is present, unbanned and not stalled for that chunk, so takeovers walk
 //   down the same ranking every peer computes, and chunks already landed stay where they are;
+// - a peer may want only part of the table (delta blobs: peers on different base versions want
+//   different blob sets): I plan only what I want, and a chunk's WAN owner is ranked among me and
+//   the members that want it (a member that said nothing about its wants wants everything);
 // - LAN requests go rarest first, spread over the holders with a per-peer cap, and at the tail
 //   (endgame) the last chunks are asked of more than one peer; the first copy in cancels the rest.
 
@@ -39,6 +42,8 @@ export interface SchedulerOptions {
   cids: readonly string[]
   /** What I already hold (verified on disk, e.g. after a restart). */
   have?: HaveMap
+  /** What I want to hold (default: the whole table); grows with want(). */
+  want?: HaveMap
   now?: () => number
   /** Is this peer banned (peer-scores.ts)? Banned peers are neither asked nor waited for. */
   isBanned?: (peer: string) => boolean
@@ -62,6 +67,8 @@ interface Member {
   id: string
   weight: number
   have: HaveMap
+  /** What it wants to hold; undefined: the whole table. */
+  want: HaveMap | undefined
   /** Last time it announced anything for this release (or joined): an owner making progress is not stalled. */
   progress: number
   inFlight: number
@@ -73,6 +80,11 @@ interface Ownership { owner: string, since: number, stalled: Set<string> }
 export function siteWanShare (wanRate: number, ownersFetchingNow: number): number {
   if (!(wanRate > 0)) return 0
   return Math.max(1, Math.floor(wanRate / Math.max(1, ownersFetchingNow)))
+}
+
+function sameWants (a: HaveMap | undefined, b: HaveMap | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b
+  return a.count === b.count && Buffer.from(a.encode()).equals(b.encode())
 }
 
 // A per-peer tie-break for equally rare chunks, so that peers of a site do not all start with the
@@ -95,6 +107,9 @@ export class Scheduler {
   private weight: number
   private readonly cids: readonly string[]
   private readonly mine: HaveMap
+  private readonly wanted: HaveMap
+  /** Wanted chunks held. */
+  private wantedHeld = 0
   private readonly now: () => number
   private readonly isBanned: (peer: string) => boolean
   private readonly o: { stallMs: number, perPeerInFlight: number, wanInFlight: number, endgameChunks: number, endgameCopies: number }
@@ -124,6 +139,11 @@ export class Scheduler {
       throw new InvalidArgumentError(`have-map of ${o.have.chunkCount} chunks for a table of ${this.chunkCount}`)
     }
     this.mine = o.have?.clone() ?? new HaveMap(this.chunkCount)
+    if (o.want !== undefined && o.want.chunkCount !== this.chunkCount) {
+      throw new InvalidArgumentError(`want-map of ${o.want.chunkCount} chunks for a table of ${this.chunkCount}`)
+    }
+    this.wanted = o.want?.clone() ?? HaveMap.full(this.chunkCount)
+    for (let i = 0; i < this.chunkCount; i++) if (this.wanted.has(i) && this.mine.has(i)) this.wantedHeld++
     this.now = o.now ?? (() => Date.now())
     this.isBanned = o.isBanned ?? (() => false)
     this.o = {
@@ -144,13 +164,36 @@ export class Scheduler {
     return this.mine.clone()
   }
 
+  /** Every chunk I want is held. */
   get done (): boolean {
-    return this.mine.complete
+    return this.wantedHeld === this.wanted.count
   }
 
-  /** Chunks I still miss. */
+  /** Chunks I want and still miss. */
   get missing (): number {
-    return this.chunkCount - this.mine.count
+    return this.wanted.count - this.wantedHeld
+  }
+
+  /** Do I want chunk `index`? */
+  wants (index: number): boolean {
+    return this.wanted.has(index)
+  }
+
+  /** My want-map (a copy). */
+  get wantMap (): HaveMap {
+    return this.wanted.clone()
+  }
+
+  /**
+   * I want these chunks too (a delta that did not rebuild: its targets are fetched whole). Their
+   * ownership rankings now include me.
+   */
+  want (indices: Iterable<number>): void {
+    for (const i of indices) {
+      if (!Number.isSafeInteger(i) || i < 0 || i >= this.chunkCount || !this.wanted.set(i)) continue
+      if (this.mine.has(i)) this.wantedHeld++
+      this.ranks[i] = undefined
+    }
   }
 
   /** Am I fetching from the WAN right now (counts me in siteWanShare)? */
@@ -167,17 +210,22 @@ export class Scheduler {
     for (let i = 0; i < this.chunkCount; i++) if (map.has(i)) this.avail[i]! += delta
   }
 
-  /** A site peer interested in the release (hello): its weight and full have-map. Again for an update. */
-  peerJoined (peer: string, weight: number, have?: HaveMap | Uint8Array): void {
+  /**
+   * A site peer interested in the release (hello): its weight, full have-map and, when it wants
+   * only part of the table, its want-map (undefined: everything). Again for an update.
+   */
+  peerJoined (peer: string, weight: number, have?: HaveMap | Uint8Array, want?: HaveMap | Uint8Array): void {
     if (peer === this.self || peer === WAN) throw new InvalidArgumentError(`peer id ${peer} is not a site peer`)
     const map = have === undefined
       ? new HaveMap(this.chunkCount)
       : have instanceof HaveMap ? have.clone() : HaveMap.decode(have, this.chunkCount)
     if (map.chunkCount !== this.chunkCount) throw new InvalidArgumentError(`have-map of ${map.chunkCount} chunks for a table of ${this.chunkCount}`)
+    const wants = want === undefined ? undefined : want instanceof HaveMap ? want.clone() : HaveMap.decode(want, this.chunkCount)
+    if (wants !== undefined && wants.chunkCount !== this.chunkCount) throw new InvalidArgumentError(`want-map of ${wants.chunkCount} chunks for a table of ${this.chunkCount}`)
     const m = this.members.get(peer)
-    if (m === undefined || m.weight !== weight) this.ranks = []
-    if (m === undefined) this.members.set(peer, { id: peer, weight, have: map, progress: this.now(), inFlight: 0 })
-    else { this.count(m.have, -1); m.weight = weight; m.have = map; m.progress = this.now() }
+    if (m === undefined || m.weight !== weight || !sameWants(m.want, wants)) this.ranks = []
+    if (m === undefined) this.members.set(peer, { id: peer, weight, have: map, want: wants, progress: this.now(), inFlight: 0 })
+    else { this.count(m.have, -1); m.weight = weight; m.have = map; m.want = wants; m.progress = this.now() }
     this.count(map, 1)
   }
 
@@ -224,7 +272,7 @@ export class Scheduler {
    * flight, which the caller should cancel (endgame duplicates, or a WAN fetch overtaken).
    */
   chunkLanded (index: number, from: string): LanRequest[] {
-    this.mine.set(index)
+    if (this.mine.set(index) && this.wanted.has(index)) this.wantedHeld++
     this.settle(index, from)
     this.failed.delete(index)
     this.owners.delete(index)
@@ -262,7 +310,7 @@ export class Scheduler {
     return v
   }
 
-  /** Candidates for chunk `index`, best first: me and every member, banned or not (rank is global). */
+  /** Candidates for chunk `index`, best first: me and every member that wants it, banned or not (rank is global). */
   rank (index: number): string[] {
     return [...this.ranking(index)]
   }
@@ -270,7 +318,7 @@ export class Scheduler {
   private ranking (index: number): readonly string[] {
     const cached = this.ranks[index]
     if (cached !== undefined) return cached
-    const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].map(m => ({ id: m.id, weight: m.weight }))]
+    const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].filter(m => m.want?.has(index) !== false).map(m => ({ id: m.id, weight: m.weight }))]
     const k = new Map(c.map(p => [p.id, this.key(p.id, index)]))
     c.sort((a, b) => compareCandidates(a, k.get(a.id)!, b, k.get(b.id)!))
     const r = c.map(p => p.id)
@@ -322,7 +370,7 @@ export class Scheduler {
     // Rarest first: bucket by number of sources, each bucket already in tie-break order.
     const buckets: number[][] = []
     for (const i of this.order) {
-      if (this.mine.has(i)) continue
+      if (this.mine.has(i) || !this.wanted.has(i)) continue
       const n = sources(i)
       const asked = this.flight.get(i)
       if (n === 0) {

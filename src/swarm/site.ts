@@ -31,6 +31,8 @@ export interface SiteMember {
   wan: boolean
   /** Held chunks by release (manifest id): its have-map as last said in a hello, increments applied. */
   haves: Map<string, Uint8Array>
+  /** Wanted chunks by release, for the releases whose hello said it wants only part of the table. */
+  wants: Map<string, Uint8Array>
 }
 
 export interface SiteEvents {
@@ -43,6 +45,8 @@ export interface SiteEvents {
 export interface LocalState {
   /** My have-maps for the releases I work on or hold installed (bitfields by manifest id). */
   haves: () => Map<string, Uint8Array>
+  /** My want-maps, for releases being fetched of which I want only part (delta blobs); the rest: everything. */
+  wants?: () => Map<string, Uint8Array>
   weight: () => number
   wan: () => boolean
 }
@@ -130,9 +134,17 @@ export class Site {
   /** `lan: true` tells `to` that mDNS found it on my LAN, so membership is mutual at once (mDNS queries run only every few seconds). */
   private helloMessage (to: string): Uint8Array {
     const haves = [...this.local.haves()].slice(0, MAX_HELLO_RELEASES)
+    const named = new Set(haves.map(([id]) => id))
+    const wants = [...this.local.wants?.() ?? []].filter(([id]) => named.has(id))
     return encodeControl({
-      op: 'hello', site: this.label, weight: this.local.weight(), wan: this.local.wan(), lan: this.lan.has(to), releases: haves.map(([id]) => id)
-    }, haves.map(([, b]) => b))
+      op: 'hello',
+      site: this.label,
+      weight: this.local.weight(),
+      wan: this.local.wan(),
+      lan: this.lan.has(to),
+      releases: haves.map(([id]) => id),
+      ...(wants.length > 0 ? { wants: wants.map(([id]) => id) } : {})
+    }, [...haves.map(([, b]) => b), ...wants.map(([, b]) => b)])
   }
 
   private learn (peerId: PeerId, msg: Uint8Array): SiteMember | null {
@@ -142,16 +154,25 @@ export class Site {
     const weight = Number(header.weight)
     if (!Number.isFinite(weight) || weight < 0 || weight > 1000) throw new DecodeError(what, '"weight" must be a number 0…1000')
     const releases = headerStrings(header, 'releases', what, MAX_HELLO_RELEASES, HEX64)
-    // one bitfield per release (a release of zero chunks has an empty one, which may be left off)
-    if (parts.length > releases.length || (releases.length > 1 && parts.length !== releases.length)) throw new DecodeError(what, 'one bitfield per release expected')
+    const wants = header.wants === undefined ? [] : headerStrings(header, 'wants', what, MAX_HELLO_RELEASES, HEX64)
+    if (wants.some(w => !releases.includes(w)) || new Set(wants).size !== wants.length) throw new DecodeError(what, '"wants" must name distinct releases of "releases"')
+    // one bitfield per release, then one per want (a release of zero chunks has an empty one, which may be left off)
+    const n = releases.length + wants.length
+    if (parts.length > n || (n > 1 && parts.length !== n)) throw new DecodeError(what, 'one bitfield per release and per want expected')
+    if (wants.some((_, i) => parts[releases.length + i]?.byteLength !== parts[releases.indexOf(wants[i] as string)]?.byteLength)) throw new DecodeError(what, 'a want-map must be as long as its have-map')
     const id = peerId.toString()
     if (header.lan === true && label === null) this.lan.add(id)
     if (!this.belongs(id, label)) { this.members.delete(id); return null }
-    const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map() }
+    const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map(), wants: new Map() }
     m.label = label
     m.weight = weight
     m.wan = header.wan === true
-    releases.forEach((r, i) => { m.haves.set(r, Uint8Array.from(parts[i] ?? new Uint8Array(0))) })
+    releases.forEach((r, i) => {
+      m.haves.set(r, Uint8Array.from(parts[i] ?? new Uint8Array(0)))
+      const w = wants.indexOf(r)
+      if (w >= 0) m.wants.set(r, Uint8Array.from(parts[releases.length + w] as Uint8Array))
+      else m.wants.delete(r)
+    })
     this.members.set(id, m)
     for (const r of releases) this.events.onHave?.(m, r, 'all')
     return m

@@ -469,8 +469,13 @@ describe('shoal publish --delta-releases', () => {
     const j2 = await run(t2, '1.1.0', ['--delta-releases', '2'])
     expect(j2.deltaBlobs as number).toBeGreaterThan(0)
     expect(j2.fetchBytesFromPrevious as number).toBeLessThan(j2.newBlobBytes as number)
-    const j3 = await run(t3, '1.2.0') // off by default until endpoints use deltas
-    expect(j3).toMatchObject({ deltaBlobs: 0, deltaBytes: 0, fetchBytesFromPrevious: j3.newBlobBytes })
+    const j3 = await run(t3, '1.2.0') // on by default, 2 releases back
+    expect(j3.deltaBlobs as number).toBeGreaterThan(0)
+    expect(j3.deltaBaseReleases).toEqual(['1.1.0', '1.0.0'])
+    expect(j3.fetchBytesFromPrevious as number).toBeLessThan(j3.newBlobBytes as number)
+    const t4: Tree = { 'lib/a.js': applyEdits(t3['lib/a.js']!, [{ kind: 'delete', at: 70_000, len: 20, seed: 3 }]) }
+    const j4 = await run(t4, '1.3.0', ['--delta-releases', '0'])
+    expect(j4).toMatchObject({ deltaBlobs: 0, deltaBytes: 0, fetchBytesFromPrevious: j4.newBlobBytes })
     const bad = await shoal(['publish', join(dir, 'cli-in-1.0.0'), '--name', 'cli', '--version', '2.0.0', '--keys', keys, '--repo', repoDir, '--delta-releases', 'x'])
     expect(bad.code).not.toBe(0)
     expect(bad.stderr).toMatch(/--delta-releases/)

@@ -25,14 +25,23 @@ class Sim {
   lanDelay: (source: string) => number = () => 0
   readonly liars = new Set<string>()
 
-  constructor (readonly table: string[], weights: number[], opts: Partial<SchedulerOptions> = {}) {
+  /** `wants[k]`: what peer k wants of the table (undefined: all of it), said in its hellos. */
+  constructor (readonly table: string[], weights: number[], opts: Partial<SchedulerOptions> = {}, wants: Array<HaveMap | undefined> = []) {
     this.peers = weights.map((weight, k) => {
       const id = `peer-${k}`
       const scores = new PeerScores({ now: () => this.t })
-      const s = new Scheduler({ self: id, weight, cids: table, now: () => this.t, isBanned: q => scores.isBanned(q), ...opts })
+      const want = wants[k]
+      const s = new Scheduler({ self: id, weight, cids: table, now: () => this.t, isBanned: q => scores.isBanned(q), ...opts, ...(want !== undefined ? { want } : {}) })
       return { id, weight, s, scores, present: true, frozen: false, pending: [] }
     })
-    for (const a of this.peers) for (const b of this.peers) if (a !== b) a.s.peerJoined(b.id, b.weight)
+    for (const a of this.peers) for (const [k, b] of this.peers.entries()) if (a !== b) a.s.peerJoined(b.id, b.weight, undefined, wants[k])
+  }
+
+  /** Peer k now wants `indices` too (a delta that did not rebuild): it says so in a new hello. */
+  want (k: number, indices: number[]): void {
+    const p = this.peers[k]!
+    p.s.want(indices)
+    for (const q of this.live) if (q !== p) q.s.peerJoined(p.id, p.weight, p.s.have, p.s.wantMap)
   }
 
   get live (): SimPeer[] { return this.peers.filter(p => p.present) }
@@ -92,6 +101,74 @@ class Sim {
 
   wanCount (index: number): number { return this.wan.filter(w => w.index === index).length }
 }
+
+/** A want-map of the indices `pick` keeps. */
+function wantOf (n: number, pick: (i: number) => boolean): HaveMap {
+  const m = new HaveMap(n)
+  for (let i = 0; i < n; i++) if (pick(i)) m.set(i)
+  return m
+}
+
+describe('Scheduler with per-peer wants (peers on different delta bases)', () => {
+  it('plans only what I want; done when that is held; want() adds more', () => {
+    const table = cids(10)
+    const s = new Scheduler({ self: 'me', weight: 40, cids: table, want: wantOf(10, i => i < 4) })
+    expect(s.missing).toBe(4)
+    expect(s.plan().wan).toEqual([0, 1, 2, 3])
+    for (const i of [0, 1, 2, 3]) s.chunkLanded(i, WAN)
+    expect(s.done).toBe(true)
+    s.chunkLanded(7, 'local') // rebuilt here, never wanted: counts for nothing
+    expect(s.done).toBe(true)
+    s.want([5, 6, 7])
+    expect(s.done).toBe(false)
+    expect(s.missing).toBe(2)
+    expect(s.plan().wan).toEqual([5, 6])
+    expect(s.wantMap.indices()).toEqual([0, 1, 2, 3, 5, 6, 7])
+    expect(() => new Scheduler({ self: 'me', weight: 1, cids: table, want: new HaveMap(9) })).toThrow(/want-map of 9/)
+    expect(() => s.peerJoined('p', 1, undefined, new HaveMap(11))).toThrow(/want-map of 11/)
+  })
+
+  it('ranks WAN owners only among the members that want the chunk', () => {
+    const n = 200
+    const table = cids(n)
+    const s = new Scheduler({ self: 'me', weight: 1, cids: table })
+    s.peerJoined('heavy', 1000, undefined, wantOf(n, i => i % 2 === 0)) // wants the even chunks only
+    s.peerJoined('all', 1000) // said nothing about wants: everything
+    for (let i = 0; i < n; i++) {
+      expect(s.rank(i).includes('heavy')).toBe(i % 2 === 0)
+      expect(s.rank(i)).toContain('all')
+      expect(s.rank(i)).toContain('me')
+    }
+    const everyone = [{ id: 'me', weight: 1 }, { id: 'heavy', weight: 1000 }, { id: 'all', weight: 1000 }]
+    for (let i = 1; i < n; i += 2) expect(s.owner(i)).toBe(ownerOf(table[i]!, everyone.filter(p => p.id !== 'heavy'))!.id)
+    // a new hello that wants everything puts it back in every ranking
+    s.peerJoined('heavy', 1000)
+    expect(s.rank(1)).toContain('heavy')
+  })
+
+  it('a site wanting different blob sets fetches each wanted blob over the WAN once, by a peer that wants it', () => {
+    const n = 240
+    const table = cids(n)
+    // think: 0…79 delta blobs against v1, 80…159 deltas against v2, 160…239 full blobs
+    const wants = [wantOf(n, i => i < 80), wantOf(n, i => i >= 80 && i < 160), wantOf(n, i => i >= 160), undefined]
+    const sim = new Sim(table, [40, 40, 40, 40], { wanInFlight: 4, perPeerInFlight: 4 }, wants)
+    for (let k = 0; k < 3; k++) sim.step()
+    sim.want(0, [160, 161, 162]) // peer 0's first delta did not rebuild: it wants those full blobs too
+    sim.run()
+    for (let i = 0; i < n; i++) {
+      const w = sim.wan.filter(x => x.index === i)
+      expect(w, `chunk ${i}`).toHaveLength(1)
+      const k = Number(w[0]!.peer.slice('peer-'.length))
+      expect(wants[k] === undefined || wants[k].has(i) || (k === 0 && i >= 160 && i <= 162)).toBe(true)
+    }
+    for (const [k, p] of sim.peers.entries()) {
+      const want = k === 0 ? [...wants[0]!.indices(), 160, 161, 162] : wants[k]?.indices() ?? table.map((_, i) => i)
+      for (const i of want) expect(p.s.have.has(i)).toBe(true)
+    }
+    // peers 1 and 2 never held, asked for or fetched what they do not want
+    for (const k of [1, 2]) expect(sim.peers[k]!.s.have.indices().every(i => wants[k]!.has(i))).toBe(true)
+  })
+})
 
 describe('Scheduler in a simulated site', () => {
   it('fetches every chunk over the WAN exactly once, by its owner, when no one leaves', () => {
