@@ -9,6 +9,7 @@ import { registerExtract } from './extract.js'
 import { registerDaemon } from './daemon.js'
 import { registerStatus } from './status.js'
 import { registerDemo } from './demo.js'
+import { registerControl } from './control.js'
 import { SHOAL_VERSION } from '../version.js'
 
 export function buildProgram (): Command {
@@ -26,6 +27,7 @@ export function buildProgram (): Command {
   registerDaemon(program)
   registerStatus(program)
   registerDemo(program)
+  registerControl(program)
   return program
 }
 

@@ -54,6 +54,12 @@ export interface DaemonConfig {
   power: 'auto' | 'ac' | 'battery'
   /** Endpoint: uplink kind reported for ownership weights; "auto" looks at the default route. */
   link: 'auto' | 'wired' | 'wifi' | 'metered'
+  /** Endpoint: shell command told about each install before it runs (JSON on stdin); exit 75 defers. null = none. */
+  notify: string | null
+  /** Seed: URLs that receive a signed JSON POST per rollout event. */
+  webhooks: string[]
+  /** Seed: file holding the webhooks' HMAC secret (required with webhooks). */
+  webhookSecret: string | null
 }
 
 export const CONFIG_DEFAULTS = {
@@ -72,7 +78,10 @@ export const CONFIG_DEFAULTS = {
   logLevel: 'info' as LogLevel,
   mdns: true,
   power: 'auto' as const,
-  link: 'auto' as const
+  link: 'auto' as const,
+  notify: null,
+  webhooks: [] as string[],
+  webhookSecret: null
 }
 
 type Check = (v: unknown, field: string) => unknown
@@ -130,7 +139,18 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   mdns: (v, f) => { if (typeof v !== 'boolean') throw new ConfigError(`config field "${f}" must be true or false`); return v },
   power: oneOf('auto', 'ac', 'battery'),
-  link: oneOf('auto', 'wired', 'wifi', 'metered')
+  link: oneOf('auto', 'wired', 'wifi', 'metered'),
+  notify: (v, f) => v === null ? null : str(v, f),
+  webhooks: (v, f) => {
+    strList(v, f)
+    for (const [i, u] of (v as string[]).entries()) {
+      let url: URL | undefined
+      try { url = new URL(u) } catch { /* below */ }
+      if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new ConfigError(`config field "${f}[${i}]" must be an http:// or https:// URL, got ${JSON.stringify(u).slice(0, 100)}`)
+    }
+    return v
+  },
+  webhookSecret: (v, f) => v === null ? null : str(v, f)
 }
 
 /**
@@ -155,6 +175,10 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   cfg.stateDir = abs(cfg.stateDir)
   cfg.enroll = abs(cfg.enroll)
   cfg.installRoot = !('installRoot' in o) ? join(cfg.stateDir, 'apps') : abs(cfg.installRoot)
+  if (cfg.webhookSecret !== null) cfg.webhookSecret = abs(cfg.webhookSecret)
+  if (cfg.webhooks.length > 0 && cfg.webhookSecret === null) {
+    throw new ConfigError('"webhooks" needs "webhookSecret": the file whose contents sign each webhook (X-Shoal-Signature)')
+  }
   if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
     throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
   }

@@ -23,6 +23,9 @@ import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
 import { detectHost } from './host-info.js'
 import { Seed } from './seed.js'
+import { RecordStore } from '../rollout/record-store.js'
+import { RolloutEvents } from '../rollout/events.js'
+import { loadWebhookSecret, Webhooks } from '../rollout/webhooks.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -59,6 +62,8 @@ export interface Daemon {
   readonly endpoint: Endpoint | undefined
   readonly seed: Seed | undefined
   readonly api: ApiServer | undefined
+  /** Seed with `webhooks` configured: the sender, for events other modules raise (install-failed, ring-complete). */
+  readonly webhooks: Webhooks | undefined
   readonly log: Logger
   status: () => Promise<DaemonStatus>
   stop: () => Promise<void>
@@ -133,15 +138,29 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
 
     let endpoint: Endpoint | undefined
     let seed: Seed | undefined
+    let webhooks: Webhooks | undefined
+    const records = new RecordStore(db, root, cfg.expiryGrace)
     const announce = new Announce(node, db, {
       onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
+      onRecord: (record, from) => endpoint?.onPushRecord(record, from),
+      records: async pkg => await records.load(pkg),
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
     })
     await announce.start()
     cleanups.push(async () => { await announce.stop() })
 
     if (cfg.role === 'seed') {
-      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now })
+      let events: RolloutEvents | undefined
+      if (cfg.webhooks.length > 0) {
+        const hooks = webhooks = new Webhooks({
+          urls: cfg.webhooks,
+          secret: await loadWebhookSecret(cfg.webhookSecret as string),
+          onDeliveryFailed: (url, event, err) => log.warn({ url, event, err }, 'webhook not delivered')
+        })
+        cleanups.push(async () => { await hooks.stop() })
+        events = new RolloutEvents(db, hooks)
+      }
+      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now, records, ...(events !== undefined ? { events } : {}) })
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
     } else {
@@ -149,7 +168,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       const bucket = new TokenBucket({ rate: cfg.wanRate })
       const host = await detectHost(cfg)
       endpoint = new Endpoint({
-        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now
+        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now, records
       })
       await endpoint.start()
       cleanups.push(async () => { await endpoint?.stop() })
@@ -204,7 +223,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
     let stopping: Promise<void> | undefined
     return {
-      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, log, status,
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, status,
       stop: async () => {
         stopping ??= (async () => {
           await cleanup()

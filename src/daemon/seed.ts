@@ -18,6 +18,9 @@ import { handleRpc } from '../net/rpc.js'
 import type { BlobStore } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { StateDb } from '../store/state-db.js'
+import type { RolloutEvents } from '../rollout/events.js'
+import { describeRecord } from '../rollout/records.js'
+import type { RecordStore } from '../rollout/record-store.js'
 import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
@@ -48,6 +51,10 @@ export interface SeedDeps {
   log: Logger
   metrics: DaemonMetrics
   now: () => Date
+  /** Control records accepted from publishers, served to endpoints. */
+  records: RecordStore
+  /** Webhook events (absent: no webhooks configured). */
+  events?: RolloutEvents
 }
 
 export interface PublishOutcome { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
@@ -81,7 +88,10 @@ export class Seed {
     })
     // Heads are short-lived on purpose (freeze attacks); the seed re-signs them before they lapse.
     const every = Math.max(1000, Math.min(this.d.cfg.headLifetime / 4, 3600_000))
-    this.refreshTimer = setInterval(() => { this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed')) }, every)
+    this.refreshTimer = setInterval(() => {
+      this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed'))
+      this.d.events?.tick(this.d.now()).catch(err => this.d.log.warn({ err }, 'rollout events check failed'))
+    }, every)
     this.refreshTimer.unref()
     await this.refreshHeads()
   }
@@ -115,6 +125,10 @@ export class Seed {
     }
     const { header, parts } = decodeControl(req, what)
     const op = headerString(header, 'op', what)
+    if (op === 'record-seq') {
+      const pkg = headerString(header, 'package', what, PACKAGE_NAME)
+      return encodeControl({ seq: await this.d.records.lastSeq(pkg) })
+    }
     if (op === 'latest') {
       const channel = headerString(header, 'channel', what, PACKAGE_NAME)
       const pkg = headerString(header, 'package', what, PACKAGE_NAME)
@@ -131,6 +145,7 @@ export class Seed {
       return encodeControl({ already, missing: n, missingBytes }, [missingBitfield(missing)])
     }
     if (op === 'commit') return encodeControl({ ...(await this.commit(bytes, peer)) })
+    if (op === 'record') return encodeControl({ ...(await this.acceptRecord(bytes, peer)) })
     throw new PublishRefusedError(`unknown publish operation ${JSON.stringify(op).slice(0, 40)}`)
   }
 
@@ -195,7 +210,20 @@ export class Seed {
       })
     }
     this.d.log.info({ release, channel: b.channel, headSeq, fetched, fetchedBytes, from: peer.toString() }, already ? 'release already published' : 'release published')
+    if (!already) this.d.events?.published(b, id, this.d.now()).catch(err => this.d.log.warn({ err }, 'published webhook failed'))
     return { package: b.package, version: b.version, channel: b.channel, headSeq, fetched, fetchedBytes, already }
+  }
+
+  /** A control record from a publisher: verified against the pinned root, stored, pushed to peers. */
+  private async acceptRecord (bytes: Uint8Array, peer: PeerId): Promise<{ accepted: 'new' | 'same', id: string, seq: number, pushed: number }> {
+    const r = await this.d.records.accept(bytes, this.d.now())
+    let pushed = 0
+    if (r.outcome === 'new') {
+      this.d.log.info({ record: describeRecord(r.record.signed), id: r.id, from: peer.toString() }, 'control record accepted')
+      pushed = await this.d.announce.pushRecordToAll(bytes).catch(() => 0)
+      await this.d.events?.record(r.record.signed).catch(err => this.d.log.warn({ err }, 'record webhook failed'))
+    }
+    return { accepted: r.outcome, id: r.id, seq: r.record.signed.seq, pushed }
   }
 
   private async currentHead (channel: string): Promise<HeadBody | null> {
