@@ -74,6 +74,7 @@ export class Seed {
   private readonly sites = new Map<string, Map<string, { addrs: string[], seen: number }>>()
   private unhandle: (() => Promise<void>) | undefined
   private refreshTimer: NodeJS.Timeout | undefined
+  private eventsTimer: NodeJS.Timeout | undefined
   /** Head signing (publish commits, refreshes) runs one at a time. */
   private headChain: Promise<unknown> = Promise.resolve()
 
@@ -88,16 +89,20 @@ export class Seed {
     })
     // Heads are short-lived on purpose (freeze attacks); the seed re-signs them before they lapse.
     const every = Math.max(1000, Math.min(this.d.cfg.headLifetime / 4, 3600_000))
-    this.refreshTimer = setInterval(() => {
-      this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed'))
-      this.d.events?.tick(this.d.now()).catch(err => this.d.log.warn({ err }, 'rollout events check failed'))
-    }, every)
+    this.refreshTimer = setInterval(() => { this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed')) }, every)
     this.refreshTimer.unref()
+    // Time-gated rings open by the clock alone: their ring-opened webhook is checked every pollInterval.
+    if (this.d.events !== undefined) {
+      const events = this.d.events
+      this.eventsTimer = setInterval(() => { events.tick(this.d.now()).catch(err => this.d.log.warn({ err }, 'rollout events check failed')) }, this.d.cfg.pollInterval)
+      this.eventsTimer.unref()
+    }
     await this.refreshHeads()
   }
 
   async stop (): Promise<void> {
     clearInterval(this.refreshTimer)
+    clearInterval(this.eventsTimer)
     await this.unhandle?.()
     await this.headChain.catch(() => {})
   }
