@@ -26,7 +26,10 @@ describe('daemon config', () => {
     [{ channels: ['ok', 'bad label!'] }, /"channels\[1\]"/],
     [{ mdns: 'yes' }, /"mdns" must be true or false/],
     [{ link: 'fiber' }, /"link" must be one of/],
-    [{ seeds: [] }, /needs at least one entry in "seeds"/]
+    [{ seeds: [] }, /needs at least one entry in "seeds"/],
+    [{ notify: '' }, /"notify" must be a non-empty string/],
+    [{ webhooks: ['ftp://example.org/x'], webhookSecret: 's' }, /"webhooks\[0\]" must be an http:\/\/ or https:\/\/ URL/],
+    [{ webhooks: ['https://hooks.example.org/shoal'] }, /"webhooks" needs "webhookSecret"/]
   ])('refuses %j by naming the field', (patch, re) => {
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(ConfigError)
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(re)
