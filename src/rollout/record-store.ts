@@ -33,7 +33,7 @@ export class RecordStore {
     const id = recordId(bytes)
     const run = async (): Promise<AcceptedRecord> => {
       const held = await this.load(record.signed.package)
-      if (held.some(b => recordId(b) === id)) return { outcome: 'same', record, bytes, id }
+      if (held.some(b => Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(bytes))) return { outcome: 'same', record, bytes, id }
       // Only now the signatures: a record already held needs no second verification (it may have expired since).
       verifyRecord(record, this.root, now, { graceSeconds: this.graceSeconds })
       const last = held.at(-1)
