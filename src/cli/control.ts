@@ -60,6 +60,7 @@ async function run (action: RecordAction, release: string, o: ControlFlags): Pro
     if (o.out !== undefined) await writeFile(resolve(o.out), bytes)
     let sent: RecordResult | undefined
     if (session !== undefined) sent = await session.sendRecord(bytes)
+    for (const w of sent?.warnings ?? []) process.stderr.write(`shoal: warning: ${w}\n`)
     if (o.json === true) {
       printJson({ id, record: record.signed, ...(o.out !== undefined ? { out: resolve(o.out) } : {}), ...(sent !== undefined ? { seed: { to: o.seed, ...sent } } : {}) })
     } else {

@@ -19,7 +19,7 @@ import type { BlobStore } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { StateDb } from '../store/state-db.js'
 import type { RolloutEvents } from '../rollout/events.js'
-import { describeRecord } from '../rollout/records.js'
+import { describeRecord, type RecordBody } from '../rollout/records.js'
 import type { RecordStore } from '../rollout/record-store.js'
 import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
@@ -220,15 +220,38 @@ export class Seed {
   }
 
   /** A control record from a publisher: verified against the pinned root, stored, pushed to peers. */
-  private async acceptRecord (bytes: Uint8Array, peer: PeerId): Promise<{ accepted: 'new' | 'same', id: string, seq: number, pushed: number }> {
+  private async acceptRecord (bytes: Uint8Array, peer: PeerId): Promise<{ accepted: 'new' | 'same', id: string, seq: number, pushed: number, warnings: string[] }> {
     const r = await this.d.records.accept(bytes, this.d.now())
+    const warnings = await this.recordWarnings(r.record.signed)
     let pushed = 0
     if (r.outcome === 'new') {
       this.d.log.info({ record: describeRecord(r.record.signed), id: r.id, from: peer.toString() }, 'control record accepted')
       pushed = await this.d.announce.pushRecordToAll(bytes).catch(() => 0)
-      await this.d.events?.record(r.record.signed).catch(err => this.d.log.warn({ err }, 'record webhook failed'))
+      // A promote that opens nothing (halted release, unnamed ring) is no ring-opened event.
+      await this.d.events?.record(r.record.signed, warnings.length === 0).catch(err => this.d.log.warn({ err }, 'record webhook failed'))
     }
-    return { accepted: r.outcome, id: r.id, seq: r.record.signed.seq, pushed }
+    return { accepted: r.outcome, id: r.id, seq: r.record.signed.seq, pushed, warnings }
+  }
+
+  /** What a valid record will not do, told to the publisher: a release this seed does not serve, a ring its policy does not name. */
+  private async recordWarnings (r: RecordBody): Promise<string[]> {
+    let manifest: SignedManifest | undefined
+    for await (const [channel] of this.d.db.heads.entries()) {
+      const entry = (await this.currentHead(channel))?.packages[r.package]
+      if (entry?.version !== r.version) continue
+      const bytes = await this.d.db.manifests.get(entry.manifest)
+      if (bytes !== null) manifest = decodeManifest(bytes)
+    }
+    if (manifest === undefined) return [`no channel head of this seed names ${r.package}@${r.version}: the record takes effect only on endpoints that still follow that release`]
+    const rings = manifest.signed.rollout?.rings.map(x => x.ring)
+    if (r.action === 'promote' && rings === undefined) return [`${r.package}@${r.version} has no rollout policy: every ring installs it already`]
+    if (r.action === 'promote' && rings !== undefined && !rings.includes(r.ring as string)) {
+      return [`ring ${r.ring as string} is not named in the rollout policy of ${r.package}@${r.version} (rings: ${rings.join(', ')}): the promote opens nothing`]
+    }
+    if (r.action === 'promote' && !(await this.d.records.control(r.package, r.version)).promoted.has(r.ring as string)) {
+      return [`${r.package}@${r.version} is halted: a promote does not reopen it (publish a new version to resume)`]
+    }
+    return []
   }
 
   private async currentHead (channel: string): Promise<HeadBody | null> {

@@ -36,10 +36,11 @@ export class RolloutEvents {
     await this.tick(now)
   }
 
-  /** An accepted control record. */
-  async record (r: RecordBody): Promise<void> {
+  /** An accepted control record; `effective` false for a promote that opens nothing (no event then). */
+  async record (r: RecordBody, effective = true): Promise<void> {
     const base = { package: r.package, version: r.version, seq: r.seq }
     if (r.action === 'promote') {
+      if (!effective) return
       this.hooks.emit('ring-opened', { ...base, ring: r.ring, by: 'promote' })
       const key = PREFIX + `${r.package}@${r.version}`
       const t = await this.db.kv.get(key) as Tracked | null

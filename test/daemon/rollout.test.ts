@@ -168,13 +168,19 @@ describe('rollout control on loopback', () => {
     const replay = await shoal(['promote', 'app@2.0.0', '--ring', 'lab', '--seq', '1', '--keys', fleet.keysDir, '--seed', fleet.seedAddr])
     expect(replay.code).toBe(3)
     expect(replay.stderr).toMatch(/ERR_ROLLBACK/)
+    // A valid record that does nothing is stored, and the publisher is told why it does nothing.
+    const unnamed = await shoal(['promote', 'app@2.0.0', '--ring', 'lab', '--keys', fleet.keysDir, '--seed', fleet.seedAddr])
+    expect(unnamed.code, unnamed.stderr).toBe(0)
+    expect(unnamed.stderr).toMatch(/warning: ring lab is not named in the rollout policy of app@2\.0\.0 \(rings: canary, pilot, broad\)/)
+    const heldBy = async (x: Daemon): Promise<number> => ((await x.db.kv.get('records/app') as { records: string[] } | null)?.records.length ?? 0)
+    await until(async () => await heldBy(d.lab!) === 3, 30_000, 'lab holding three records')
     const s = await SeedSession.open({ seed: fleet.seedAddr, networkKey: fleet.keys.fleet.networkKey, privateKey: await generatePeerKey('Ed25519'), blobs: await BlobStore.open(join(fleet.dir, 'scratch')) })
     try {
       const forged = signRecord({ action: 'promote', package: 'app', version: '2.0.0', ring: 'lab', seq: 99, issued: now(), expires: new Date(now().getTime() + DAY), signers: [generateKeyPair()] })
       await expect(s.sendRecord(forged.bytes)).rejects.toMatchObject({ remoteCode: 'ERR_SIGNATURE_THRESHOLD' })
       // Pushed straight to an endpoint, it is refused there too: lab stays closed.
       d.lab!.endpoint!.onPushRecord(forged.bytes, fleet.seed.node.peerId)
-      expect(await s.recordSeq('app')).toBe(2)
+      expect(await s.recordSeq('app')).toBe(3)
       // So is a replayed older record sent over announce.
       const stale = signRecord({ action: 'promote', package: 'app', version: '2.0.0', ring: 'lab', seq: 1, issued: now(), expires: new Date(now().getTime() + DAY), signers: fleet.keys.publisherKeys })
       d.lab!.endpoint!.onPushRecord(stale.bytes, fleet.seed.node.peerId)
@@ -182,8 +188,7 @@ describe('rollout control on loopback', () => {
       await s.close()
     }
     await new Promise(resolve => setTimeout(resolve, 1500))
-    const held = await d.lab!.db.kv.get('records/app') as { records: string[] }
-    expect(held.records).toHaveLength(2) // the promote of broad and the halt, nothing else
+    expect(await heldBy(d.lab!)).toBe(3) // promote broad, halt, promote lab: nothing forged or replayed
     expect((await pkgState(d.lab!)).state).toMatch(/waiting-for-ring|halted/)
     expect(await installedVersion(d.lab!)).toBe('1.0.0')
   }, 120_000)
@@ -191,7 +196,7 @@ describe('rollout control on loopback', () => {
   it('rollback returns everyone to v1 byte-identically, with hooks run', async () => {
     const r = await shoal(['rollback', 'app@2.0.0', '--to', '1.0.0', '--keys', fleet.keysDir, '--seed', fleet.seedAddr, '--json'])
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout).record).toMatchObject({ action: 'rollback', to: '1.0.0', seq: 3 })
+    expect(JSON.parse(r.stdout).record).toMatchObject({ action: 'rollback', to: '1.0.0', seq: 4 })
     kickAll()
     await until(async () => (await Promise.all(all().map(installedVersion))).every(v => v === '1.0.0'), 90_000, 'everyone back on v1')
     const want = await treeHashes(v1Dir)
