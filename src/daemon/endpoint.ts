@@ -392,6 +392,8 @@ export class Endpoint {
     const toKey = this.releaseKey(name, to)
     const target = await this.d.db.releases.get(toKey)
     if (target === null) throw new RollbackTargetError(key, to, 'this endpoint never installed it')
+    // Once only: a reinstall whose hook failed is not retried on every pass.
+    if (target.state === 'failed') throw new RollbackTargetError(key, to, `reinstalling it failed${target.error !== undefined ? ` (${target.error.message})` : ''}`)
     const bytes = await this.d.db.manifests.get(target.manifestId)
     if (bytes === null) throw new RollbackTargetError(key, to, 'its manifest is no longer held here')
     const manifest = decodeManifest(bytes)
