@@ -53,7 +53,7 @@ async function treeHashes (dir: string, prefix = ''): Promise<Record<string, str
   return out
 }
 
-async function pkgState (d: Daemon): Promise<{ state: string, installed: string | null, target: string | null, gate?: { open: boolean, reason: string, opensAt?: string }, rollbackTo?: string, deferUntil?: string, progress?: { blobs: number, blobsTotal: number } }> {
+async function pkgState (d: Daemon): Promise<{ state: string, installed: string | null, target: string | null, gate?: { open: boolean, reason: string, opensAt?: string, deadline?: string }, rollbackTo?: string, deferUntil?: string, progress?: { blobs: number, blobsTotal: number } }> {
   const p = (await d.status()).packages.find(x => x.name === 'app')
   if (p === undefined) return { state: 'none', installed: null, target: null }
   return p
@@ -233,4 +233,64 @@ describe('rollout control on loopback', () => {
     expect(events.find(e => e.event === 'ring-opened' && e.data.ring === 'broad')?.data.by).toBe('promote')
     expect(events.find(e => e.event === 'ring-opened' && e.data.ring === 'pilot')?.data.by).toBe('time')
   }, 60_000)
+})
+
+describe('deadline and maintenance window on an endpoint', () => {
+  let fleet: Fleet
+  let offset = 0
+  const now = (): Date => new Date(Date.now() + offset)
+  let ep: Daemon
+  let notifyLog: string
+
+  beforeAll(async () => {
+    fleet = await Fleet.create('rollout-deadline')
+    await fleet.startSeed({ headLifetime: 7 * DAY }, { now })
+    notifyLog = join(fleet.dir, 'notify.log')
+    const script = join(fleet.dir, 'notify.sh')
+    // Defers 1.0.0 every time it is asked; agrees to anything else.
+    await writeFile(script, [`cat >> ${notifyLog}`, 'if [ "$SHOAL_VERSION" = 1.0.0 ]; then echo "defer 1h"; exit 75; fi', ''].join('\n'))
+    ep = await fleet.startEndpoint('ep', { ring: 'canary', notify: `/bin/sh ${script}` }, { now })
+  }, 120_000)
+
+  afterAll(async () => { await fleet?.cleanup() })
+
+  it('honours a deferral up to the deadline, then installs', async () => {
+    const v1 = await fleet.publish(await makeTree(join(fleet.dir, 'src-v1'), 1, { binaryBytes: 50_000, textBytes: 60_000 }), '1.0.0', {
+      expires: new Date(Date.now() + 30 * DAY), rollout: parseRolloutSpec('canary:now/deadline=+90m', now())
+    })
+    await fleet.push(v1.manifestPath)
+    await until(async () => (await pkgState(ep)).state === 'deferred', 60_000, 'deferred by notify')
+    const deadline = (await pkgState(ep)).gate!.deadline!
+    expect(Date.parse((await pkgState(ep)).deferUntil!) - now().getTime()).toBeGreaterThan(3000_000)
+    offset = 3600_000 + 60_000 // past the first deferral: asked again, deferred until the deadline at most
+    ep.endpoint!.kick()
+    await until(async () => (await readFile(notifyLog, 'utf8')).trim().split('\n').length === 2, 60_000, 'asked a second time')
+    await until(async () => (await pkgState(ep)).deferUntil === new Date(deadline).toISOString(), 60_000, 'deferred to the deadline')
+    expect(await installedVersion(ep)).toBe(null)
+    offset = 90 * 60_000 + 60_000
+    ep.endpoint!.kick()
+    await until(async () => await installedVersion(ep) === '1.0.0', 60_000, 'installed at the deadline')
+    const asked = (await readFile(notifyLog, 'utf8')).trim().split('\n').map(l => JSON.parse(l) as { due: boolean, deadline: string })
+    expect(asked.map(a => a.due)).toEqual([false, false, true])
+    expect(asked[0]!.deadline).toBe(deadline)
+  }, 150_000)
+
+  it('waits outside its maintenance window and installs inside it', async () => {
+    const at = now()
+    const h = (at.getUTCHours() + 3) % 24
+    const hh = (n: number): string => String(n).padStart(2, '0')
+    const v2 = await fleet.publish(await makeTree(join(fleet.dir, 'src-v2'), 2, { binaryBytes: 50_000, textBytes: 60_000 }), '2.0.0', {
+      expires: new Date(Date.now() + 30 * DAY), rollout: parseRolloutSpec(`canary:now/window=${hh(h)}:00-${hh((h + 1) % 24)}:00`, at)
+    })
+    await fleet.push(v2.manifestPath)
+    await until(async () => (await pkgState(ep)).state === 'waiting-for-ring', 60_000, 'waiting for the window')
+    const st = await pkgState(ep)
+    expect(st.gate?.reason).toMatch(/outside its maintenance window/)
+    const opens = Date.parse(st.gate!.opensAt!)
+    expect(new Date(opens).getUTCHours()).toBe(h)
+    expect(new Date(opens).getUTCMinutes()).toBe(0)
+    offset += opens - now().getTime() + 60_000 // one minute into the window
+    ep.endpoint!.kick()
+    await until(async () => await installedVersion(ep) === '2.0.0', 60_000, 'installed inside the window')
+  }, 150_000)
 })
