@@ -4,12 +4,12 @@ import { CONFIG_DEFAULTS, loadConfig, type DaemonConfig } from '../daemon/config
 import { startDaemon } from '../daemon/daemon.js'
 import { describeError, parseDuration, parseSize } from './common.js'
 
-const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'channels', 'publishers'])
+const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'channels', 'publishers', 'webhooks'])
 const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime', 'reportInterval'])
 const FIELDS: Array<keyof DaemonConfig> = [
   'role', 'stateDir', 'enroll', 'listen', 'seeds', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
   'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link',
-  'reportInterval', 'dashboardToken'
+  'reportInterval', 'dashboardToken', 'notify', 'webhooks', 'webhookSecret'
 ]
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, c => '-' + c.toLowerCase())
@@ -17,7 +17,7 @@ const camel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.
 
 /** A flag's text as the config value it overrides: lists comma-separated, sizes and durations in units. */
 function flagValue (field: keyof DaemonConfig, text: string): unknown {
-  if (text === 'null' && (field === 'site' || field === 'api' || field === 'dashboardToken')) return null
+  if (text === 'null' && (field === 'site' || field === 'api' || field === 'dashboardToken' || field === 'notify' || field === 'webhookSecret')) return null
   if (field === 'mdns') return text === 'true' ? true : text === 'false' ? false : text
   if (LISTS.has(field)) return text === '' ? [] : text.split(',').map(s => s.trim())
   if (field === 'wanRate') return parseSize(text, '--wan-rate')

@@ -10,6 +10,7 @@ import { registerDaemon } from './daemon.js'
 import { registerStatus } from './status.js'
 import { registerDemo } from './demo.js'
 import { registerFleet } from './fleet.js'
+import { registerControl } from './control.js'
 import { SHOAL_VERSION } from '../version.js'
 
 export function buildProgram (): Command {
@@ -28,6 +29,7 @@ export function buildProgram (): Command {
   registerStatus(program)
   registerFleet(program)
   registerDemo(program)
+  registerControl(program)
   return program
 }
 

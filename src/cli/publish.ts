@@ -10,6 +10,7 @@ import { BlobStore } from '../store/blob-store.js'
 import { RepoLayout } from '../store/repo.js'
 import { formatBytes, parseDuration, parseIntArg, parseSize, printJson, progressBar } from './common.js'
 import { InvalidArgumentError } from '../core/errors.js'
+import { parseRolloutSpec } from '../rollout/policy.js'
 
 interface PublishFlags {
   name: string
@@ -23,6 +24,7 @@ interface PublishFlags {
   preinstall?: string
   postinstall?: string
   notes?: string
+  rollout?: string
   minChunk?: string
   avgChunk?: string
   maxChunk?: string
@@ -67,7 +69,8 @@ export function registerPublish (program: Command): void {
     .option('--expires <duration>', 'manifest lifetime', '365d')
     .option('--preinstall <script>', 'shell script run before the switch (signed into the manifest)')
     .option('--postinstall <script>', 'shell script run after the switch')
-    .option('--notes <file>', 'release notes (text) shown to users before install')
+    .option('--notes <file>', 'release notes (text, sealed in the payload) given to the endpoints\' notify command before install')
+    .option('--rollout <spec>', 'rollout policy, e.g. "canary:now,pilot:+1d/deadline=+3d,broad:approval,window=22:00-06:00" (docs/rollout.md §2.2); default: every ring installs at once')
     .option('--min-chunk <size>', 'FastCDC minimum chunk size (default 4KiB)')
     .option('--avg-chunk <size>', 'FastCDC average chunk size (default 16KiB)')
     .option('--max-chunk <size>', 'FastCDC maximum chunk size (default 64KiB)')
@@ -80,11 +83,15 @@ Examples:
   shoal publish ./build --name hello --version 1.0.0 --keys ./fleet-keys --repo ./repo
   shoal publish app-2.1.0.tgz --name app --version 2.1.0 --keys ./fleet-keys --repo ./repo --json
   shoal publish ./build --name hello --version 1.0.1 --keys ./fleet-keys --to /ip4/10.0.0.5/tcp/7700/p2p/12D3KooW…
+  shoal publish ./build --name hello --version 1.1.0 --keys ./fleet-keys --to /ip4/10.0.0.5/tcp/7700/p2p/12D3KooW… \
+      --rollout "canary:now,pilot:+1d,broad:approval/deadline=+14d" --notes CHANGES.txt
 
 With --to, the publisher's PeerId (\`shoal keys peer-id --keys <dir>\`) must be in the seed's
 "publishers" list when that list is not empty.`)
     .action(async (input: string, o: PublishFlags) => {
       if (o.repo === undefined && o.to === undefined) throw new InvalidArgumentError('give --repo <dir>, --to <seed multiaddr>, or both')
+      // Parsed first: a bad spec is a usage error before any key is read or byte is sealed.
+      const rollout = o.rollout !== undefined ? parseRolloutSpec(o.rollout, new Date()) : undefined
       const keysDir = resolve(o.keys)
       const keys = await loadPublisherKeys(keysDir)
       const chunker: Record<string, number> = {}
@@ -128,6 +135,7 @@ With --to, the publisher's PeerId (\`shoal keys peer-id --keys <dir>\`) must be 
           hooks,
           deltaReleases: parseIntArg(o.deltaReleases, '--delta-releases', 0, 16),
           ...(o.notes !== undefined ? { notes: await readText(o.notes, '--notes') } : {}),
+          ...(rollout !== undefined ? { rollout } : {}),
           onProgress: (done, t) => {
             if (t !== total) { total = t; bar.setTotal(t) }
             bar.update(done)

@@ -42,7 +42,11 @@ export function formatStatus (s: DaemonStatus): string {
       const prog = p.progress !== undefined && p.state === 'downloading'
         ? ` ${Math.floor(100 * p.progress.bytes / Math.max(1, p.progress.bytesTotal))}% (${p.progress.blobs}/${p.progress.blobsTotal} blobs)`
         : ''
-      return [p.name, p.installed ?? '-', p.target ?? '-', p.state + prog, p.error !== undefined ? `${p.error.code}${p.error.exitCode !== undefined ? ` exit ${p.error.exitCode}` : ''}` : '']
+      const why = p.state === 'waiting-for-ring' && p.gate !== undefined
+        ? ` (${p.gate.reason}${p.gate.opensAt !== undefined ? `; opens ${p.gate.opensAt}` : ''})`
+        : p.state === 'deferred' && p.deferUntil !== undefined ? ` (by notify, until ${p.deferUntil})`
+          : p.state === 'halted' && p.rollbackTo !== undefined ? ` (rolled back to ${p.rollbackTo})` : ''
+      return [p.name, p.installed ?? '-', p.target ?? '-', p.state + prog + why, p.error !== undefined ? `${p.error.code}${p.error.exitCode !== undefined ? ` exit ${p.error.exitCode}` : ''}` : '']
     })
     const head = ['PACKAGE', 'INSTALLED', 'TARGET', 'STATE', 'ERROR']
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] as string).length)))

@@ -9,6 +9,7 @@ import { ShoalError, DecodeError, InvalidArgumentError } from './errors.js'
 import type { KeyPair } from './keys.js'
 import { checkRootFresh, type SignedRoot } from './root.js'
 import { canonicalBytes } from './canonical.js'
+import { validateRolloutPolicy, type RolloutPolicy } from './rollout-policy.js'
 import {
   signEnvelope, encodeEnvelope, verifyThreshold, isExpired, isoSeconds, parseJsonBytes, requireCanonical, decodeEnvelopeShape,
   signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError, rememberDecodedBody,
@@ -72,7 +73,7 @@ export interface ManifestBody {
   created: string
   expires: string
   chunker: ChunkerParams
-  rollout?: unknown
+  rollout?: RolloutPolicy
   chunks: ChunkRef[]
   payload: { alg: 'aes-256-gcm', nonce: string, ciphertext: string }
 }
@@ -158,6 +159,7 @@ export function buildManifest (o: {
   const expires = isoSeconds(o.expires)
   if (expires < created) bad(`expires (${expires}) is before created (${created})`)
   const chunker = checkChunker(o.chunker, bad)
+  const rollout = o.rollout === undefined ? undefined : validateRolloutPolicy(o.rollout, 'manifest rollout policy')
   if (o.chunks.length > MAX_CHUNKS) bad(`more than ${MAX_CHUNKS} chunks`)
   const chunks = o.chunks.map((c, i) => {
     if (!HEX64.test(c.cid)) bad(`chunks[${i}].cid must be 64 lowercase hex characters`)
@@ -181,7 +183,7 @@ export function buildManifest (o: {
     created,
     expires,
     chunker,
-    ...(o.rollout !== undefined ? { rollout: o.rollout } : {}),
+    ...(rollout !== undefined ? { rollout } : {}),
     chunks,
     payload: { alg: 'aes-256-gcm', nonce: nonce.toString('base64'), ciphertext: ct.toString('base64') }
   }
@@ -233,7 +235,7 @@ export function decodeManifest (bytes: Uint8Array): SignedManifest {
     created,
     expires,
     chunker,
-    ...(b.rollout !== undefined ? { rollout: b.rollout } : {}),
+    ...(b.rollout !== undefined ? { rollout: validateRolloutPolicy(b.rollout, what) } : {}),
     chunks,
     payload: { alg: 'aes-256-gcm', nonce: nonce.text, ciphertext: ciphertext.text }
   }

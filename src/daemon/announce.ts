@@ -38,10 +38,19 @@ export async function storeHead (db: StateDb, channel: string, bytes: Uint8Array
 }
 
 export type PushListener = (channel: string, head: Uint8Array, from: PeerId) => void
+/** A pushed control record (unverified). */
+export type RecordListener = (record: Uint8Array, from: PeerId) => void
+/** The control records this daemon holds for `pkg`, as signed, in seq order. */
+export type RecordSource = (pkg: string) => Promise<Uint8Array[]>
 
 export interface DirectoryEntry { id: string, addrs: string[] }
 /** Seed only: records the caller under its site label and returns its label mates. */
 export type Directory = (peer: PeerId, site: string, addrs: string[]) => DirectoryEntry[]
+
+/** Packages one `records` request may ask about. */
+export const MAX_RECORD_PACKAGES = 64
+/** Records one `records` reply carries (the newest of each package first kept). */
+export const MAX_RECORDS_REPLY = 4096
 
 /** Label mates one directory answer lists; addresses per peer. */
 export const MAX_DIRECTORY_PEERS = 64
@@ -53,7 +62,7 @@ export class Announce {
   constructor (
     private readonly node: ShoalNode,
     private readonly db: StateDb,
-    private readonly opts: { onPush?: PushListener, directory?: Directory } = {}
+    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource } = {}
   ) {}
 
   async start (): Promise<void> {
@@ -95,6 +104,19 @@ export class Announce {
       this.opts.onPush?.(channel, head, peer)
       return encodeControl({ ok: true })
     }
+    if (op === 'records' && this.opts.records !== undefined) {
+      const packages = headerStrings(header, 'packages', what, MAX_RECORD_PACKAGES, PACKAGE_NAME)
+      const out: Uint8Array[] = []
+      for (const pkg of packages) out.push(...(await this.opts.records(pkg)).slice(-MAX_RECORDS_REPLY))
+      const parts = out.slice(-MAX_RECORDS_REPLY)
+      return encodeControl({ count: parts.length }, parts)
+    }
+    if (op === 'push-record') {
+      const rec = parts[0]
+      if (rec === undefined || parts.length !== 1) throw new NotFoundError('a pushed record')
+      this.opts.onRecord?.(rec, peer)
+      return encodeControl({ ok: true })
+    }
     if (op === 'site' && this.opts.directory !== undefined) {
       const site = headerString(header, 'site', what, LABEL)
       const addrs = headerStrings(header, 'addrs', what, MAX_ADDRS)
@@ -132,12 +154,29 @@ export class Announce {
       typeof p === 'object' && p !== null && typeof p.id === 'string' && Array.isArray(p.addrs) && p.addrs.every((a: unknown) => typeof a === 'string'))
   }
 
+  /** The control records `peer` holds for `packages` (unverified), in the order it sent them. */
+  async fetchRecords (peer: PeerId | Multiaddr, packages: string[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    const res = await this.call(peer, encodeControl({ op: 'records', packages: packages.slice(0, MAX_RECORD_PACKAGES) }), signal)
+    const { header, parts } = decodeControl(res, 'announce records reply')
+    if (header.count !== parts.length) throw new ShoalError('ERR_DECODE', `announce records reply: count ${String(header.count)} does not match its ${parts.length} record(s)`)
+    return parts
+  }
+
+  /** Pushes a control record to every connected peer that speaks announce. */
+  async pushRecordToAll (record: Uint8Array): Promise<number> {
+    return await this.fanout(async p => { await this.call(p, encodeControl({ op: 'push-record' }, [record]), AbortSignal.timeout(10_000)) })
+  }
+
   async push (peer: PeerId, channel: string, head: Uint8Array): Promise<void> {
     await this.call(peer, encodeControl({ op: 'push', channel }, [head]), AbortSignal.timeout(10_000))
   }
 
   /** Pushes a head to every connected peer that speaks announce; failures are only logged by the caller. */
   async pushToAll (channel: string, head: Uint8Array, except?: PeerId): Promise<number> {
+    return await this.fanout(async p => { await this.push(p, channel, head) }, except)
+  }
+
+  private async fanout (send: (p: PeerId) => Promise<void>, except?: PeerId): Promise<number> {
     const peers = new Map<string, PeerId>()
     for (const c of this.node.getConnections()) {
       if (except !== undefined && c.remotePeer.equals(except)) continue
@@ -146,7 +185,7 @@ export class Announce {
     const results = await Promise.allSettled([...peers.values()].map(async p => {
       const protocols = (await this.node.peerStore.get(p).catch(() => undefined))?.protocols ?? []
       if (!protocols.includes(ANNOUNCE_PROTOCOL)) return false
-      await this.push(p, channel, head)
+      await send(p)
       return true
     }))
     return results.filter(r => r.status === 'fulfilled' && r.value).length

@@ -58,6 +58,12 @@ export interface DaemonConfig {
   reportInterval: number
   /** Seed: token that opens the dashboard on the API address; null = dashboard off. */
   dashboardToken: string | null
+  /** Endpoint: shell command told about each install before it runs (JSON on stdin); exit 75 defers. null = none. */
+  notify: string | null
+  /** Seed: URLs that receive a signed JSON POST per rollout event. */
+  webhooks: string[]
+  /** Seed: file holding the webhooks' HMAC secret (required with webhooks). */
+  webhookSecret: string | null
 }
 
 export const CONFIG_DEFAULTS = {
@@ -78,7 +84,10 @@ export const CONFIG_DEFAULTS = {
   power: 'auto' as const,
   link: 'auto' as const,
   reportInterval: 300_000,
-  dashboardToken: null
+  dashboardToken: null,
+  notify: null,
+  webhooks: [] as string[],
+  webhookSecret: null
 }
 
 type Check = (v: unknown, field: string) => unknown
@@ -142,7 +151,18 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
     if (v === null) return null
     if (typeof v !== 'string' || !/^[\x21-\x7e]{16,256}$/.test(v)) throw new ConfigError(`config field "${f}" must be null or a token of 16 to 256 printable characters (e.g. \`openssl rand -hex 24\`)`)
     return v
-  }
+  },
+  notify: (v, f) => v === null ? null : str(v, f),
+  webhooks: (v, f) => {
+    strList(v, f)
+    for (const [i, u] of (v as string[]).entries()) {
+      let url: URL | undefined
+      try { url = new URL(u) } catch { /* below */ }
+      if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new ConfigError(`config field "${f}[${i}]" must be an http:// or https:// URL, got ${JSON.stringify(u).slice(0, 100)}`)
+    }
+    return v
+  },
+  webhookSecret: (v, f) => v === null ? null : str(v, f)
 }
 
 /**
@@ -167,6 +187,10 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   cfg.stateDir = abs(cfg.stateDir)
   cfg.enroll = abs(cfg.enroll)
   cfg.installRoot = !('installRoot' in o) ? join(cfg.stateDir, 'apps') : abs(cfg.installRoot)
+  if (cfg.webhookSecret !== null) cfg.webhookSecret = abs(cfg.webhookSecret)
+  if (cfg.webhooks.length > 0 && cfg.webhookSecret === null) {
+    throw new ConfigError('"webhooks" needs "webhookSecret": the file whose contents sign each webhook (X-Shoal-Signature)')
+  }
   if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
     throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
   }

@@ -29,6 +29,9 @@ import { startReporter, startSeedFleet, type SeedFleet } from './fleet.js'
 import type { FleetStore } from '../fleet/store.js'
 import type { Reporter } from '../fleet/reporter.js'
 import type { Inventory } from '../fleet/report.js'
+import { RecordStore } from '../rollout/record-store.js'
+import { RolloutEvents } from '../rollout/events.js'
+import { loadWebhookSecret, Webhooks } from '../rollout/webhooks.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -73,6 +76,8 @@ export interface Daemon {
   /** Endpoint: sends reports to the seed. */
   readonly reporter: Reporter | undefined
   readonly api: ApiServer | undefined
+  /** Seed with `webhooks` configured: the sender, for events other modules raise (install-failed, ring-complete). */
+  readonly webhooks: Webhooks | undefined
   readonly log: Logger
   status: () => Promise<DaemonStatus>
   stop: () => Promise<void>
@@ -152,26 +157,43 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     let seed: Seed | undefined
     let seedFleet: SeedFleet | undefined
     let reporter: Reporter | undefined
+    let webhooks: Webhooks | undefined
+    const records = new RecordStore(db, root, cfg.expiryGrace)
     const announce = new Announce(node, db, {
       onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
+      onRecord: (record, from) => endpoint?.onPushRecord(record, from),
+      records: async pkg => await records.load(pkg),
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
     })
     await announce.start()
     cleanups.push(async () => { await announce.stop() })
 
     if (cfg.role === 'seed') {
-      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now })
+      let events: RolloutEvents | undefined
+      if (cfg.webhooks.length > 0) {
+        const hooks = webhooks = new Webhooks({
+          urls: cfg.webhooks,
+          secret: await loadWebhookSecret(cfg.webhookSecret as string),
+          onDeliveryFailed: (url, event, err) => log.warn({ url, event, err }, 'webhook not delivered')
+        })
+        cleanups.push(async () => { await hooks.stop() })
+        events = new RolloutEvents(db, hooks)
+      }
+      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now, records, ...(events !== undefined ? { events } : {}) })
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
       seedFleet = await startSeedFleet({ node, db, cfg, log, now })
       const f = seedFleet
       cleanups.push(async () => { await f.service.stop() })
+      // What endpoint reports reveal (an install failed, a ring finished) goes to the admins too.
+      const hooks = webhooks
+      if (hooks !== undefined) f.store.onEvent((event, payload) => { hooks.emit(event, payload as unknown as Record<string, unknown>) })
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)
       const bucket = new TokenBucket({ rate: cfg.wanRate })
       const host = await detectHost(cfg)
       endpoint = new Endpoint({
-        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now,
+        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now, records,
         onStateChange: () => reporter?.changed()
       })
       await endpoint.start()
@@ -234,7 +256,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
     let stopping: Promise<void> | undefined
     return {
-      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, log, status, fleet: seedFleet?.store, reporter,
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, status, fleet: seedFleet?.store, reporter,
       stop: async () => {
         stopping ??= (async () => {
           await cleanup()

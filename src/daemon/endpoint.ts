@@ -34,6 +34,10 @@ import type { DaemonConfig } from './config.js'
 import { DeltaDownload, heldReleases, presentMap, type DeltaFallback } from './delta-download.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
+import { ringState, type RingState } from '../rollout/policy.js'
+import type { RecordStore } from '../rollout/record-store.js'
+import { describeRecord } from '../rollout/records.js'
+import { runNotify } from '../rollout/notify.js'
 
 /** Errors of availability, not of trust: worth retrying at the next pass. */
 const TRANSIENT = /^ERR_(NET_|PEER_CONNECTION|PEER_PROTOCOL|RPC_REMOTE|NOT_FOUND|ABORTED|ADMISSION|STREAM_|BLOB_NOT_FOUND|BLOB_BUSY|BLOB_REMOTE|PAUSED|FRAME_)/
@@ -63,6 +67,17 @@ export interface EndpointDeps {
   now: () => Date
   /** Called after each release state write (the fleet reporter sends a report). */
   onStateChange?: () => void
+  /** Accepted control records (promote, halt, rollback). */
+  records: RecordStore
+}
+
+/** A release's rollout gate for this endpoint's ring, as last evaluated (docs/rollout.md §4). */
+export type GateStatus = RingState
+
+export class RollbackTargetError extends ShoalError {
+  constructor (release: string, to: string, why: string) {
+    super('ERR_ROLLBACK_TARGET', `cannot roll ${release} back to ${to}: ${why}; the current version is kept (publish ${to} again as a new version to get there)`)
+  }
 }
 
 export interface ReleaseProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
@@ -77,6 +92,12 @@ export interface PackageStatus {
   channel: string | null
   progress?: ReleaseProgress
   error?: ReleaseRecord['error']
+  /** The rollout gate of the target release for this ring (waiting-for-ring: why, and when it opens). */
+  gate?: GateStatus
+  /** state 'deferred': when the notify command is asked again. */
+  deferUntil?: string
+  /** state 'halted' by a rollback record: the version endpoints go back to. */
+  rollbackTo?: string
 }
 
 export interface HeadStatus { channel: string, seq: number, issued: string, expires: string, stale: boolean, error?: string }
@@ -143,7 +164,7 @@ export class Endpoint {
     }
     // Releases installed here are served to the site: every chunk, and the delta blobs fetched for them.
     for await (const [, rec] of this.d.db.releases.entries()) {
-      if (rec.state !== 'installed') continue
+      if (rec.state !== 'installed' && rec.state !== 'waiting-for-ring' && rec.state !== 'deferred') continue
       const bytes = await this.d.db.manifests.get(rec.manifestId)
       if (bytes !== null) this.haveMaps.set(rec.manifestId, await presentMap(distinctChunks(decodeManifest(bytes).signed.chunks), this.d.blobs))
     }
@@ -190,8 +211,45 @@ export class Endpoint {
       .catch(err => this.d.log.warn({ err, from: from.toString(), channel }, 'pushed head refused'))
   }
 
+  /** A control record pushed by a peer: verified and replay-checked like a polled one, then a pass runs. */
+  onPushRecord (bytes: Uint8Array, from: PeerId): void {
+    this.acceptRecord(bytes)
+      .then(isNew => { if (isNew) this.kick() })
+      .catch(err => this.d.log.warn({ err, from: from.toString() }, 'pushed control record refused'))
+  }
+
+  private async acceptRecord (bytes: Uint8Array): Promise<boolean> {
+    const r = await this.d.records.accept(bytes, this.d.now())
+    if (r.outcome === 'new') this.d.log.info({ record: describeRecord(r.record.signed), id: r.id }, 'control record accepted')
+    return r.outcome === 'new'
+  }
+
+  /** The control records of the packages my heads name, from the first seed that answers. */
+  private async pollRecords (): Promise<void> {
+    const packages = new Set<string>()
+    for (const channel of this.d.cfg.channels) {
+      const bytes = await loadHead(this.d.db, channel)
+      if (bytes !== null) for (const name of Object.keys(decodeHead(bytes).signed.packages)) packages.add(name)
+    }
+    if (packages.size === 0) return
+    for (const seed of this.seeds) {
+      let records: Uint8Array[]
+      try {
+        records = await this.d.announce.fetchRecords(seed, [...packages], this.soft.signal)
+      } catch (err) {
+        this.d.log.debug({ err, seed: seed.toString() }, 'records not available from seed')
+        continue
+      }
+      for (const bytes of records) {
+        try { await this.acceptRecord(bytes) } catch (err) { this.d.log.warn({ err, seed: seed.toString() }, 'control record refused') }
+      }
+      return
+    }
+  }
+
   private async pass (): Promise<void> {
     await this.pollHeads()
+    await this.pollRecords()
     await this.findLabelMates()
     await this.site.refresh()
     if (this.paused) return
@@ -274,8 +332,12 @@ export class Endpoint {
     const key = this.releaseKey(name, entry.version)
     const rec = await this.d.db.releases.get(key)
     const current = await this.d.installer.current(name)
-    if (rec?.manifestId === entry.manifest && (rec.state === 'failed' || (rec.state === 'installed' && current === entry.version))) return
+    const control = await this.d.records.control(name, entry.version)
+    if (control.rollbackTo !== undefined) { await this.rollBack(name, head, entry, rec, current, control.rollbackTo); return }
+    if (rec?.manifestId === entry.manifest && (rec.state === 'failed' || rec.state === 'halted' || (rec.state === 'installed' && current === entry.version))) return
     if (rec === null && current === entry.version) return
+    // Halted before anything was fetched: nothing is fetched.
+    if (control.halted && current !== entry.version) { await this.markHalted(name, head, entry, rec); return }
 
     const { manifest, bytes } = await this.manifestFor(head, entry)
     const payload = openPayload(manifest, this.d.contentKey)
@@ -283,16 +345,84 @@ export class Endpoint {
       package: name, version: entry.version, manifestId: entry.manifest, channel: head.channel, seq: entry.seq,
       state: 'downloading', updatedAt: this.d.now().toISOString()
     }
-    const cids = [...new Set(manifest.signed.chunks.map(c => c.cid))]
-    await this.d.db.batch([
-      this.d.db.manifests.putOp(entry.manifest, bytes),
-      this.d.db.releases.putOp(key, base),
-      ...this.d.db.blobIndex.addOps(key, cids)
-    ])
-    this.d.onStateChange?.()
-    await this.download(key, entry.manifest, manifest, payload)
-    await this.setState(key, { ...base, state: 'installing' })
+    const waiting = rec?.manifestId === entry.manifest && (rec.state === 'waiting-for-ring' || rec.state === 'deferred')
+    if (!waiting) {
+      const cids = [...new Set(manifest.signed.chunks.map(c => c.cid))]
+      await this.d.db.batch([
+        this.d.db.manifests.putOp(entry.manifest, bytes),
+        this.d.db.releases.putOp(key, base),
+        ...this.d.db.blobIndex.addOps(key, cids)
+      ])
+      this.d.onStateChange?.()
+    }
+    // Bytes move as soon as the release is announced; the ring decides only when it installs.
+    if (!waiting || !this.haveMaps.has(entry.manifest)) await this.download(key, entry.manifest, manifest, payload)
+    const now = this.d.now()
+    const gate = ringState(manifest.signed.rollout, this.d.cfg.ring, now, { promoted: control.promoted, halted: control.halted })
+    if (!gate.open) {
+      if (rec?.state !== 'waiting-for-ring' || (rec.gate as GateStatus | undefined)?.reason !== gate.reason) {
+        this.d.log.info({ release: key, ring: this.d.cfg.ring, reason: gate.reason, opensAt: gate.opensAt }, 'downloaded; waiting for its ring')
+      }
+      await this.setState(key, { ...base, state: 'waiting-for-ring', gate })
+      return
+    }
+    if (this.d.cfg.notify !== null) {
+      const due = gate.deadline !== undefined && now.getTime() >= Date.parse(gate.deadline)
+      const deferUntil = rec?.state === 'deferred' && typeof rec.deferUntil === 'string' ? rec.deferUntil : undefined
+      if (!due && deferUntil !== undefined && Date.parse(deferUntil) > now.getTime()) return
+      const answer = await runNotify(this.d.cfg.notify, {
+        event: 'install', package: name, version: entry.version, previous: current, channel: head.channel, ring: this.d.cfg.ring,
+        notes: payload.notes ?? null, deadline: gate.deadline ?? null, due
+      }, { timeoutMs: this.d.cfg.hookTimeout, now })
+      this.d.log.info({ release: key, exitCode: answer.result.exitCode, reason: answer.reason }, 'notify command ran')
+      if (!answer.install) {
+        await this.setState(key, { ...base, state: 'deferred', gate, deferUntil: answer.deferUntil })
+        return
+      }
+    }
+    // A halt that arrived while this release downloaded or the user was asked still stops it: the install has not started.
+    if ((await this.d.records.control(name, entry.version)).halted) { await this.markHalted(name, head, entry, base); return }
+    await this.setState(key, { ...base, state: 'installing', gate })
     await this.install(key, base, manifest, payload)
+  }
+
+  private async markHalted (name: string, head: HeadBody, entry: HeadEntry, rec: ReleaseRecord | null, rollbackTo?: string): Promise<void> {
+    if (rec?.state === 'halted' && rec.rollbackTo === rollbackTo) return
+    const key = this.releaseKey(name, entry.version)
+    const { gate: _g, deferUntil: _d, ...base } = rec ?? { package: name, version: entry.version, manifestId: entry.manifest, channel: head.channel, seq: entry.seq, state: 'halted', updatedAt: '' }
+    await this.setState(key, { ...base, state: 'halted', ...(rollbackTo !== undefined ? { rollbackTo } : {}) })
+    this.d.log.warn({ release: key, rollbackTo }, rollbackTo !== undefined ? 'release rolled back by a signed record' : 'release halted by a signed record: not installed')
+  }
+
+  /**
+   * A rollback record for the release the head names: an endpoint running it reinstalls `to` from
+   * the blobs it still holds (retention keeps the previous version's; any missing are fetched),
+   * through the installer — the same tree byte for byte, hooks run, `current` switched atomically.
+   */
+  private async rollBack (name: string, head: HeadBody, entry: HeadEntry, rec: ReleaseRecord | null, current: string | null, to: string): Promise<void> {
+    const key = this.releaseKey(name, entry.version)
+    if (current !== entry.version) { await this.markHalted(name, head, entry, rec, to); return }
+    const toKey = this.releaseKey(name, to)
+    const target = await this.d.db.releases.get(toKey)
+    if (target === null) throw new RollbackTargetError(key, to, 'this endpoint never installed it')
+    // Once only: a reinstall whose hook failed is not retried on every pass.
+    if (target.state === 'failed') throw new RollbackTargetError(key, to, `reinstalling it failed${target.error !== undefined ? ` (${target.error.message})` : ''}`)
+    const bytes = await this.d.db.manifests.get(target.manifestId)
+    if (bytes === null) throw new RollbackTargetError(key, to, 'its manifest is no longer held here')
+    const manifest = decodeManifest(bytes)
+    if (manifestId(bytes) !== target.manifestId || manifest.signed.package !== name || manifest.signed.version !== to) throw new RollbackTargetError(key, to, 'the manifest held for it does not match')
+    verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace })
+    const payload = openPayload(manifest, this.d.contentKey)
+    this.d.log.warn({ release: key, to }, 'rolling back')
+    const { error: _e, previous: _p, ...base } = target
+    await this.d.db.batch([
+      this.d.db.releases.putOp(toKey, { ...base, state: 'downloading', updatedAt: this.d.now().toISOString() }),
+      ...this.d.db.blobIndex.addOps(toKey, [...new Set(manifest.signed.chunks.map(c => c.cid))])
+    ])
+    await this.download(toKey, target.manifestId, manifest, payload)
+    await this.setState(toKey, { ...base, state: 'installing' })
+    await this.install(toKey, { ...base, state: 'installing' }, manifest, payload)
+    if (await this.d.installer.current(name) === to) await this.markHalted(name, head, entry, await this.d.db.releases.get(key), to)
   }
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
@@ -513,6 +643,9 @@ export class Endpoint {
         const prog = this.progress.get(key)
         if (prog !== undefined) st.progress = { ...prog }
         if (rec?.error !== undefined) st.error = rec.error
+        if (rec?.gate !== undefined) st.gate = rec.gate as GateStatus
+        if (rec?.state === 'deferred' && typeof rec.deferUntil === 'string') st.deferUntil = rec.deferUntil
+        if (typeof rec?.rollbackTo === 'string') st.rollbackTo = rec.rollbackTo
         out.set(name, st)
       }
     }

@@ -18,6 +18,9 @@ import { handleRpc } from '../net/rpc.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { StateDb } from '../store/state-db.js'
+import type { RolloutEvents } from '../rollout/events.js'
+import { describeRecord, type RecordBody } from '../rollout/records.js'
+import type { RecordStore } from '../rollout/record-store.js'
 import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
@@ -48,6 +51,10 @@ export interface SeedDeps {
   log: Logger
   metrics: DaemonMetrics
   now: () => Date
+  /** Control records accepted from publishers, served to endpoints. */
+  records: RecordStore
+  /** Webhook events (absent: no webhooks configured). */
+  events?: RolloutEvents
 }
 
 export interface PublishOutcome { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
@@ -67,6 +74,7 @@ export class Seed {
   private readonly sites = new Map<string, Map<string, { addrs: string[], seen: number }>>()
   private unhandle: (() => Promise<void>) | undefined
   private refreshTimer: NodeJS.Timeout | undefined
+  private eventsTimer: NodeJS.Timeout | undefined
   /** Head signing (publish commits, refreshes) runs one at a time. */
   private headChain: Promise<unknown> = Promise.resolve()
 
@@ -83,11 +91,18 @@ export class Seed {
     const every = Math.max(1000, Math.min(this.d.cfg.headLifetime / 4, 3600_000))
     this.refreshTimer = setInterval(() => { this.refreshHeads().catch(err => this.d.log.error({ err }, 'head refresh failed')) }, every)
     this.refreshTimer.unref()
+    // Time-gated rings open by the clock alone: their ring-opened webhook is checked every pollInterval.
+    if (this.d.events !== undefined) {
+      const events = this.d.events
+      this.eventsTimer = setInterval(() => { events.tick(this.d.now()).catch(err => this.d.log.warn({ err }, 'rollout events check failed')) }, this.d.cfg.pollInterval)
+      this.eventsTimer.unref()
+    }
     await this.refreshHeads()
   }
 
   async stop (): Promise<void> {
     clearInterval(this.refreshTimer)
+    clearInterval(this.eventsTimer)
     await this.unhandle?.()
     await this.headChain.catch(() => {})
   }
@@ -115,6 +130,10 @@ export class Seed {
     }
     const { header, parts } = decodeControl(req, what)
     const op = headerString(header, 'op', what)
+    if (op === 'record-seq') {
+      const pkg = headerString(header, 'package', what, PACKAGE_NAME)
+      return encodeControl({ seq: await this.d.records.lastSeq(pkg) })
+    }
     if (op === 'latest') {
       const channel = headerString(header, 'channel', what, PACKAGE_NAME)
       const pkg = headerString(header, 'package', what, PACKAGE_NAME)
@@ -131,6 +150,7 @@ export class Seed {
       return encodeControl({ already, missing: n, missingBytes }, [missingBitfield(missing)])
     }
     if (op === 'commit') return encodeControl({ ...(await this.commit(bytes, peer)) })
+    if (op === 'record') return encodeControl({ ...(await this.acceptRecord(bytes, peer)) })
     throw new PublishRefusedError(`unknown publish operation ${JSON.stringify(op).slice(0, 40)}`)
   }
 
@@ -195,7 +215,43 @@ export class Seed {
       })
     }
     this.d.log.info({ release, channel: b.channel, headSeq, fetched, fetchedBytes, from: peer.toString() }, already ? 'release already published' : 'release published')
+    if (!already) this.d.events?.published(b, id, this.d.now()).catch(err => this.d.log.warn({ err }, 'published webhook failed'))
     return { package: b.package, version: b.version, channel: b.channel, headSeq, fetched, fetchedBytes, already }
+  }
+
+  /** A control record from a publisher: verified against the pinned root, stored, pushed to peers. */
+  private async acceptRecord (bytes: Uint8Array, peer: PeerId): Promise<{ accepted: 'new' | 'same', id: string, seq: number, pushed: number, warnings: string[] }> {
+    const r = await this.d.records.accept(bytes, this.d.now())
+    const warnings = await this.recordWarnings(r.record.signed)
+    let pushed = 0
+    if (r.outcome === 'new') {
+      this.d.log.info({ record: describeRecord(r.record.signed), id: r.id, from: peer.toString() }, 'control record accepted')
+      pushed = await this.d.announce.pushRecordToAll(bytes).catch(() => 0)
+      // A promote that opens nothing (halted release, unnamed ring) is no ring-opened event.
+      await this.d.events?.record(r.record.signed, warnings.length === 0).catch(err => this.d.log.warn({ err }, 'record webhook failed'))
+    }
+    return { accepted: r.outcome, id: r.id, seq: r.record.signed.seq, pushed, warnings }
+  }
+
+  /** What a valid record will not do, told to the publisher: a release this seed does not serve, a ring its policy does not name. */
+  private async recordWarnings (r: RecordBody): Promise<string[]> {
+    let manifest: SignedManifest | undefined
+    for await (const [channel] of this.d.db.heads.entries()) {
+      const entry = (await this.currentHead(channel))?.packages[r.package]
+      if (entry?.version !== r.version) continue
+      const bytes = await this.d.db.manifests.get(entry.manifest)
+      if (bytes !== null) manifest = decodeManifest(bytes)
+    }
+    if (manifest === undefined) return [`no channel head of this seed names ${r.package}@${r.version}: the record takes effect only on endpoints that still follow that release`]
+    const rings = manifest.signed.rollout?.rings.map(x => x.ring)
+    if (r.action === 'promote' && rings === undefined) return [`${r.package}@${r.version} has no rollout policy: every ring installs it already`]
+    if (r.action === 'promote' && rings !== undefined && !rings.includes(r.ring as string)) {
+      return [`ring ${r.ring as string} is not named in the rollout policy of ${r.package}@${r.version} (rings: ${rings.join(', ')}): the promote opens nothing`]
+    }
+    if (r.action === 'promote' && !(await this.d.records.control(r.package, r.version)).promoted.has(r.ring as string)) {
+      return [`${r.package}@${r.version} is halted: a promote does not reopen it (publish a new version to resume)`]
+    }
+    return []
   }
 
   private async currentHead (channel: string): Promise<HeadBody | null> {

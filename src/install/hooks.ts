@@ -1,6 +1,7 @@
 // Runs a signed install hook: script text, /bin/sh -e, a clean environment, a deadline that kills
 // the hook's whole process group, and a bounded tail of its output for the fleet report.
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcessByStdio } from 'node:child_process'
+import type { Readable, Writable } from 'node:stream'
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -50,8 +51,9 @@ export function hookEnv (ctx: HookContext, extra: Record<string, string> = {}): 
   return env
 }
 
-export interface RunHookOptions {
-  hook: HookName
+export interface RunHookOptions<H extends string = HookName> {
+  /** Names the script file and the messages; the endpoint's notify command runs as 'notify'. */
+  hook: H
   cwd: string
   /** The complete environment (see `hookEnv`); nothing else is passed. */
   env: Record<string, string>
@@ -62,9 +64,12 @@ export interface RunHookOptions {
   logTailBytes?: number
   /** Where the private folder holding the script file is made. Default: the OS temp folder. */
   tmpDir?: string
+  /** Written to the script's stdin (then closed); without it stdin is /dev/null. */
+  stdin?: string
 }
 
-export interface HookResult extends HookOutcome {
+export interface HookResult<H extends string = HookName> extends Omit<HookOutcome, 'hook'> {
+  hook: H
   ok: boolean
   durationMs: number
   /** Total bytes the hook wrote, of which `logTail` is the end. */
@@ -72,7 +77,7 @@ export interface HookResult extends HookOutcome {
 }
 
 /**
- * Runs `script` as `/bin/sh -e <file>` in a new process group, stdin from /dev/null. The script is
+ * Runs `script` as `/bin/sh -e <file>` in a new process group, stdin from /dev/null (or `stdin`). The script is
  * written to a file (0600, in a fresh 0700 folder) rather than piped on stdin, so a command in the
  * script that reads stdin cannot swallow the rest of the script. At the deadline the group gets
  * SIGTERM, then SIGKILL after `killGraceMs`; when the shell exits, whatever it left running in its
@@ -80,7 +85,7 @@ export interface HookResult extends HookOutcome {
  * escapes this; services belong to the service manager). Never throws for a failing hook: the
  * result says how it ended.
  */
-export async function runHook (script: string, o: RunHookOptions): Promise<HookResult> {
+export async function runHook<H extends string = HookName> (script: string, o: RunHookOptions<H>): Promise<HookResult<H>> {
   if (!(o.timeoutMs > 0)) throw new InvalidArgumentError(`hook timeout must be a positive number of milliseconds, got ${o.timeoutMs}`)
   const grace = o.killGraceMs ?? DEFAULT_KILL_GRACE_MS
   const tail = new TailBuffer(o.logTailBytes ?? DEFAULT_LOG_TAIL_BYTES)
@@ -89,7 +94,11 @@ export async function runHook (script: string, o: RunHookOptions): Promise<HookR
   try {
     const file = join(dir, `${o.hook}.sh`)
     await writeFile(file, script, { mode: 0o600, flag: 'wx' })
-    const child = spawn('/bin/sh', ['-e', file], { cwd: o.cwd, env: o.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('/bin/sh', ['-e', file], { cwd: o.cwd, env: o.env, detached: true, stdio: [o.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] }) as ChildProcessByStdio<Writable | null, Readable, Readable>
+    if (child.stdin !== null) {
+      child.stdin.on('error', () => {}) // a script that does not read its input closes the pipe early: not an error
+      child.stdin.end(o.stdin)
+    }
     const closed = new Promise<void>(resolve => child.once('close', () => resolve()))
     const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null, error?: Error }>(resolve => {
       child.once('exit', (code, signal) => resolve({ code, signal }))

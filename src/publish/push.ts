@@ -20,6 +20,14 @@ export const PUSH_TIMEOUT_MS = 2 * 3600_000
 const LIMITS = { maxRequestBytes: MAX_MANIFEST_BYTES + 64 * 1024, maxResponseBytes: MAX_CHUNKS / 8 + 64 * 1024 }
 
 export interface OfferResult { already: boolean, missing: number, missingBytes: number }
+export interface RecordResult {
+  accepted: 'new' | 'same'
+  id: string
+  seq: number
+  pushed: number
+  /** What the record will not do (a release the seed does not serve, a ring the policy does not name). */
+  warnings: string[]
+}
 export interface CommitResult { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
 
 export class SeedSession {
@@ -49,6 +57,21 @@ export class SeedSession {
     const seq = Number(header.seq)
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('the seed sent a malformed latest reply')
     return { seq, ...(typeof header.version === 'string' ? { version: header.version } : {}) }
+  }
+
+  /** The highest control-record seq the seed holds for `pkg` (0 when none). */
+  async recordSeq (pkg: string): Promise<number> {
+    const { header } = decodeControl(await this.call(encodeControl({ op: 'record-seq', package: pkg })), 'publish record-seq reply')
+    const seq = Number(header.seq)
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('the seed sent a malformed record-seq reply')
+    return seq
+  }
+
+  /** Sends a signed control record; the seed verifies, stores and pushes it (or refuses it with a typed error). */
+  async sendRecord (record: Uint8Array): Promise<RecordResult> {
+    const { header } = decodeControl(await this.call(encodeControl({ op: 'record' }, [record])), 'publish record reply')
+    const warnings = Array.isArray(header.warnings) ? header.warnings.filter((w): w is string => typeof w === 'string').slice(0, 16).map(w => w.slice(0, 1000)) : []
+    return { accepted: header.accepted === 'same' ? 'same' : 'new', id: String(header.id), seq: Number(header.seq), pushed: Number(header.pushed), warnings }
   }
 
   async offer (manifest: Uint8Array): Promise<OfferResult> {

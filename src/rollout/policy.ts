@@ -2,39 +2,17 @@
 // says when each ring of endpoints may install a release — at a not-before time or once a signed
 // `promote` record opens its approval gate — with an optional install deadline and maintenance
 // window per ring. Pure: no clock, no I/O; the caller passes `now` and what the records say.
-import { DecodeError, InvalidArgumentError } from '../core/errors.js'
-import { isoSeconds, obj, need, list, str, timestamp, type Obj } from '../core/signed.js'
+import { InvalidArgumentError } from '../core/errors.js'
+import { isoSeconds } from '../core/signed.js'
 import { LABEL } from '../core/manifest.js'
+import { HHMM, HHMM_END, MAX_RINGS, type MaintenanceWindow, type RingPolicy, type RolloutPolicy } from '../core/rollout-policy.js'
 
-export const MAX_RINGS = 64
+// The policy's JSON shape and its decoder live in core (the manifest decoder checks the field).
+export { HHMM, MAX_RINGS, validateRolloutPolicy, type MaintenanceWindow, type RingPolicy, type RolloutPolicy } from '../core/rollout-policy.js'
+
 export const RING_LABEL = LABEL
 /** Longest `--rollout` spec accepted (64 rings with options fit easily). */
 export const MAX_SPEC_LENGTH = 16 * 1024
-export const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/
-const HHMM_END = /^(([01]\d|2[0-3]):[0-5]\d|24:00)$/
-
-/** A daily maintenance window, minutes resolution; crosses midnight when `start` > `end`. */
-export interface MaintenanceWindow {
-  start: string /* "HH:MM", 00:00–23:59 */
-  end: string /* "HH:MM", 00:01–24:00, ≠ start */
-  tz: 'utc' | 'local' /* 'local': the endpoint's own UTC offset */
-}
-export interface RingPolicy {
-  ring: string
-  /** Gate by time: the ring opens at this instant. Exactly one of notBefore / approval. */
-  notBefore?: string
-  /** Gate by approval: the ring opens when a signed promote record names it. */
-  approval?: true
-  /** From this instant on the install is due: the window no longer holds it back, nor does a user's defer. */
-  deadline?: string
-  window?: MaintenanceWindow
-}
-/** The JSON object stored in a manifest's `rollout` field (absolute UTC timestamps only). */
-export interface RolloutPolicy {
-  formatVersion: 1
-  /** In rollout order; each label once. */
-  rings: RingPolicy[]
-}
 
 export interface RingState {
   open: boolean
@@ -60,7 +38,7 @@ const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 
 const DURATION = /^(?:\d{1,9}[smhdw])+$/
 const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:\d{2})$/
 
-function parseDurationSeconds (text: string, where: string): number {
+export function parseDurationSeconds (text: string, where: string): number {
   if (!DURATION.test(text)) throw new InvalidArgumentError(`${where}: "+${text}" is not a duration; use a number and a unit (s, m, h, d, w), e.g. +1d, +36h, +1d12h`)
   let total = 0
   for (const m of text.matchAll(/(\d+)([smhdw])/g)) total += Number(m[1]) * (UNIT_S[m[2] as string] as number)
@@ -180,59 +158,6 @@ function normalizeRing (r: RingPolicy): RingPolicy {
   if (r.deadline !== undefined) out.deadline = r.deadline
   if (r.window !== undefined) out.window = { start: r.window.start, end: r.window.end, tz: r.window.tz }
   return out
-}
-
-// ---- decoding ----
-
-const RING_FIELDS = ['ring', 'notBefore', 'approval', 'deadline', 'window'] as const
-const WINDOW_FIELDS = ['start', 'end', 'tz'] as const
-
-/**
- * Strict check of a decoded `rollout` value (the manifest's signature already covers it): only
- * known fields, at most MAX_RINGS rings, unique labels, exactly one gate per ring, deadline not
- * before notBefore, windows neither empty nor whole-day. Anything else is a DecodeError.
- */
-export function validateRolloutPolicy (v: unknown, what = 'rollout policy'): RolloutPolicy {
-  const p = obj(v, what, 'rollout', ['formatVersion', 'rings'])
-  need(p, what, 'rollout', 'formatVersion', 'rings')
-  if (p.formatVersion !== 1) throw new DecodeError(what, `unsupported formatVersion ${typeof p.formatVersion === 'number' ? p.formatVersion : typeof p.formatVersion} (this shoal reads 1; upgrade shoal?)`)
-  const raw = list(p.rings, what, 'rollout.rings', MAX_RINGS)
-  if (raw.length === 0) throw new DecodeError(what, 'rollout.rings is empty: no endpoint could ever install (leave rollout out to let every ring install)')
-  const seen = new Set<string>()
-  const rings = raw.map((r, i): RingPolicy => {
-    const at = `rollout.rings[${i}]`
-    const ro: Obj = obj(r, what, at, RING_FIELDS)
-    need(ro, what, at, 'ring')
-    const ring = str(ro.ring, what, `${at}.ring`, RING_LABEL, 64)
-    if (seen.has(ring)) throw new DecodeError(what, `${at}: ring ${ring} is listed twice`)
-    seen.add(ring)
-    const out: RingPolicy = { ring }
-    const hasTime = ro.notBefore !== undefined
-    const hasApproval = ro.approval !== undefined
-    if (hasTime === hasApproval) throw new DecodeError(what, `${at} (${ring}) needs exactly one of notBefore and approval`)
-    if (hasTime) out.notBefore = timestamp(ro.notBefore, what, `${at}.notBefore`)
-    if (hasApproval) {
-      if (ro.approval !== true) throw new DecodeError(what, `${at}.approval must be true`)
-      out.approval = true
-    }
-    if (ro.deadline !== undefined) {
-      out.deadline = timestamp(ro.deadline, what, `${at}.deadline`)
-      if (out.notBefore !== undefined && out.deadline < out.notBefore) throw new DecodeError(what, `${at} (${ring}): deadline ${out.deadline} is before notBefore ${out.notBefore}`)
-    }
-    if (ro.window !== undefined) out.window = validateWindow(ro.window, what, `${at}.window`)
-    return out
-  })
-  return { formatVersion: 1, rings }
-}
-
-function validateWindow (v: unknown, what: string, at: string): MaintenanceWindow {
-  const w = obj(v, what, at, WINDOW_FIELDS)
-  need(w, what, at, ...WINDOW_FIELDS)
-  const start = str(w.start, what, `${at}.start`, HHMM, 5)
-  const end = str(w.end, what, `${at}.end`, HHMM_END, 5)
-  if (start === end || (start === '00:00' && end === '24:00')) throw new DecodeError(what, `${at} ${start}–${end} is empty or the whole day`)
-  if (w.tz !== 'utc' && w.tz !== 'local') throw new DecodeError(what, `${at}.tz must be "utc" or "local"`)
-  return { start, end, tz: w.tz }
 }
 
 // ---- evaluation ----

@@ -38,7 +38,12 @@ export interface ReleaseRecord {
   package: string
   version: string
   manifestId: string
-  state: 'announced' | 'downloading' | 'downloaded' | 'installing' | 'installed' | 'failed' | 'superseded'
+  /**
+   * 'waiting-for-ring': downloaded, its ring not open yet (or not named: then for good); 'deferred':
+   * the notify command deferred it (until `deferUntil`); 'halted': a halt or rollback record stopped
+   * it (a rolled-back release also carries `rollbackTo`).
+   */
+  state: 'announced' | 'downloading' | 'downloaded' | 'installing' | 'installed' | 'failed' | 'superseded' | 'waiting-for-ring' | 'deferred' | 'halted'
   updatedAt: string
   error?: { code: string, message: string, exitCode?: number, logTail?: string }
   [k: string]: unknown

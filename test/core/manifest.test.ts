@@ -128,7 +128,7 @@ describe('manifest', () => {
     const edits: Array<(s: any) => void> = [ // eslint-disable-line @typescript-eslint/no-explicit-any
       s => { s.package = 'other' }, s => { s.version = '1.2.4' }, s => { s.seq = 2 }, s => { s.channel = 'beta' },
       s => { s.created = '2026-01-01T00:00:00Z' }, s => { s.expires = '2099-01-01T00:00:00Z' },
-      s => { s.chunker.avgSize = 8192 }, s => { s.rollout = { rings: ['canary'] } },
+      s => { s.chunker.avgSize = 8192 }, s => { s.rollout = { formatVersion: 1, rings: [{ ring: 'canary', approval: true }] } },
       s => { s.chunks.reverse() }, s => { s.chunks[0].size = 41 }, s => { s.chunks[1].cid = hex('2') }, s => { s.chunks.pop() },
       s => { s.payload.nonce = Buffer.alloc(12, 1).toString('base64') },
       s => { s.payload.ciphertext = Buffer.from(Buffer.from(s.payload.ciphertext, 'base64').map((b: number, i: number) => i === 0 ? b ^ 1 : b)).toString('base64') }
@@ -140,10 +140,10 @@ describe('manifest', () => {
       expect(code(() => verifyManifest(m, root, now))).toBe('ERR_SIGNATURE_THRESHOLD')
     }
     // The rollout policy is signed like everything else.
-    const withRollout = build({ rollout: { rings: [{ name: 'canary', notBefore: '2026-06-01T00:00:00Z' }] } })
+    const withRollout = build({ rollout: { formatVersion: 1, rings: [{ ring: 'canary', notBefore: '2026-06-01T00:00:00Z' }] } })
     verifyManifest(decodeManifest(withRollout.bytes), root, now)
     const r = JSON.parse(dec.decode(withRollout.bytes))
-    r.signed.rollout.rings[0].name = 'broad'
+    r.signed.rollout.rings[0].ring = 'broad'
     expect(code(() => verifyManifest(decodeManifest(enc.encode(canonicalize(r))), root, now))).toBe('ERR_SIGNATURE_THRESHOLD')
   })
 
@@ -177,6 +177,9 @@ describe('manifest', () => {
       ['unsafe seq', enc.encode(text.replace('"seq":1,', '"seq":9007199254740993,')), 'ERR_DECODE'],
       ['unsafe chunk size', enc.encode(text.replace('"size":40', '"size":18014398509481984')), 'ERR_DECODE'],
       ['fraction in rollout', variant(x => { x.signed.rollout = { percent: 12.5 } }), 'ERR_DECODE'],
+      ['rollout without formatVersion', variant(x => { x.signed.rollout = { rings: [{ ring: 'canary', approval: true }] } }), 'ERR_DECODE'],
+      ['rollout ring with two gates', variant(x => { x.signed.rollout = { formatVersion: 1, rings: [{ ring: 'canary', approval: true, notBefore: '2026-06-01T00:00:00Z' }] } }), 'ERR_DECODE'],
+      ['rollout ring listed twice', variant(x => { x.signed.rollout = { formatVersion: 1, rings: [{ ring: 'a', approval: true }, { ring: 'a', approval: true }] } }), 'ERR_DECODE'],
       ['chunker out of order', variant(x => { x.signed.chunker.minSize = 70000 }), 'ERR_DECODE'],
       ['short nonce', variant(x => { x.signed.payload.nonce = Buffer.alloc(8).toString('base64') }), 'ERR_DECODE'],
       ['non-canonical base64', variant(x => { x.signed.payload.ciphertext = 'A'.repeat(21) + 'B==' }), 'ERR_DECODE'],

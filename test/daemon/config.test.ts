@@ -28,7 +28,10 @@ describe('daemon config', () => {
     [{ link: 'fiber' }, /"link" must be one of/],
     [{ seeds: [] }, /needs at least one entry in "seeds"/],
     [{ reportInterval: 0 }, /"reportInterval" must be a whole number > 0/],
-    [{ dashboardToken: 'short' }, /"dashboardToken" must be null or a token of 16 to 256/]
+    [{ dashboardToken: 'short' }, /"dashboardToken" must be null or a token of 16 to 256/],
+    [{ notify: '' }, /"notify" must be a non-empty string/],
+    [{ webhooks: ['ftp://example.org/x'], webhookSecret: 's' }, /"webhooks\[0\]" must be an http:\/\/ or https:\/\/ URL/],
+    [{ webhooks: ['https://hooks.example.org/shoal'] }, /"webhooks" needs "webhookSecret"/]
   ])('refuses %j by naming the field', (patch, re) => {
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(ConfigError)
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(re)
