@@ -227,8 +227,13 @@ describe('rollout control on loopback', () => {
     expect(receiver.got[1]!.body).toBe(receiver.got[0]!.body)
     const events = receiver.got.filter(g => g.status === 204).map(g => JSON.parse(g.body) as { event: string, data: Record<string, unknown> })
     const summary = events.map(e => `${e.event}${typeof e.data.ring === 'string' ? ':' + e.data.ring : ''}${typeof e.data.version === 'string' ? '@' + e.data.version : ''}`)
-    expect(summary).toEqual([
+    // Rollout events in the order they happened; ring-complete comes from the endpoints' reports
+    // (fleet store → webhooks), whenever the last endpoint of a ring reports it installed.
+    expect(summary.filter(e => !e.startsWith('ring-complete'))).toEqual([
       'published@1.0.0', 'published@2.0.0', 'ring-opened:canary@2.0.0', 'ring-opened:pilot@2.0.0', 'ring-opened:broad@2.0.0', 'halted@2.0.0', 'rolled-back@2.0.0'
+    ])
+    expect(summary.filter(e => e.startsWith('ring-complete')).sort()).toEqual([
+      'ring-complete:broad@1.0.0', 'ring-complete:canary@1.0.0', 'ring-complete:canary@2.0.0', 'ring-complete:lab@1.0.0', 'ring-complete:pilot@1.0.0', 'ring-complete:pilot@2.0.0'
     ])
     expect(events.find(e => e.event === 'ring-opened' && e.data.ring === 'broad')?.data.by).toBe('promote')
     expect(events.find(e => e.event === 'ring-opened' && e.data.ring === 'pilot')?.data.by).toBe('time')
