@@ -33,7 +33,8 @@ const PACK_NAME = /^(\d{8})\.pack$/
 const TEMP_NAME = /\.tmp-\d+$/
 
 interface Loc { pack: number, off: number, len: number }
-interface Pack { id: number, entryBytes: number, deadBytes: number, sealed: boolean }
+/** `pending`: appends assigned to the pack whose index update has not run yet (compaction waits for 0). */
+interface Pack { id: number, entryBytes: number, deadBytes: number, sealed: boolean, pending: number }
 type Entry = [hex: string, off: number, len: number]
 
 function sha256Hex (data: Uint8Array): string {
@@ -195,7 +196,7 @@ export class PackStore implements BlobStorage {
         end = scan.end
       }
       const dead = await readDead(this.deadPath(id))
-      const pack: Pack = { id, entryBytes: 0, deadBytes: 0, sealed: true }
+      const pack: Pack = { id, entryBytes: 0, deadBytes: 0, sealed: true, pending: 0 }
       for (const [hex, off, len] of entries) {
         pack.entryBytes += ENTRY_HEAD + len
         if (dead.has(off) || this.index.has(hex)) { pack.deadBytes += ENTRY_HEAD + len; continue }
@@ -312,10 +313,13 @@ export class PackStore implements BlobStorage {
     }
     const p = this.append(hex, blob, opts.durable ?? true).then(loc => {
       // a compaction may have placed the same blob meanwhile: then this copy is dead weight
-      if (this.index.has(hex)) { this.markDead(loc); return false }
-      this.index.set(hex, loc)
-      this.liveBytes += loc.len
-      return true
+      const fresh = !this.index.has(hex)
+      if (fresh) {
+        this.index.set(hex, loc)
+        this.liveBytes += loc.len
+      } else this.markDead(loc)
+      this.settle(loc.pack)
+      return fresh
     })
     this.inflight.set(hex, p)
     try {
@@ -325,18 +329,30 @@ export class PackStore implements BlobStorage {
     }
   }
 
-  /** Appends an entry to the active pack; the caller puts it in the index. */
+  /**
+   * Appends an entry to the active pack; the caller puts it in the index, then calls settle():
+   * until then the pack counts the append as pending and is not compacted (its index entries
+   * would be missed, and the pack removed under them).
+   */
   private async append (hex: string, blob: Uint8Array, durable: boolean): Promise<Loc> {
     const id = this.packFor(blob.byteLength)
     let off: number
     try {
       off = (await this.io.run({ op: 'append', pack: id, path: this.packPath(id), cid: hex, data: blob, durable })).off as number
     } catch (err) {
+      this.settle(id)
       mapDiskFull(err, this.dir, `blob ${hex}`)
     }
     const pack = this.packs.get(id)
     if (pack !== undefined) pack.entryBytes += ENTRY_HEAD + blob.byteLength
     return { pack: id, off, len: blob.byteLength }
+  }
+
+  private settle (id: number): void {
+    const pack = this.packs.get(id)
+    if (pack === undefined) return
+    pack.pending--
+    if (pack.pending === 0) this.maybeCompact(id)
   }
 
   private markDead (loc: Loc): void {
@@ -350,11 +366,12 @@ export class PackStore implements BlobStorage {
     const a = this.active
     if (a !== undefined && (a.assigned + ENTRY_HEAD + len <= this.packMax || a.assigned <= PACK_MAGIC.length)) {
       a.assigned += ENTRY_HEAD + len
+      ;(this.packs.get(a.id) as Pack).pending++
       return a.id
     }
     if (a !== undefined) this.seal(a.id)
     const id = this.nextPack++
-    this.packs.set(id, { id, entryBytes: 0, deadBytes: 0, sealed: false })
+    this.packs.set(id, { id, entryBytes: 0, deadBytes: 0, sealed: false, pending: 1 })
     this.active = { id, assigned: PACK_MAGIC.length + ENTRY_HEAD + len }
     return id
   }
@@ -386,7 +403,7 @@ export class PackStore implements BlobStorage {
 
   private maybeCompact (id: number): void {
     const pack = this.packs.get(id)
-    if (this.closed || pack === undefined || !pack.sealed || this.compacting.has(id)) return
+    if (this.closed || pack === undefined || !pack.sealed || pack.pending > 0 || this.compacting.has(id)) return
     if (pack.deadBytes < pack.entryBytes * COMPACT_DEAD_SHARE) return
     this.compacting.add(id)
     const done = this.compact(pack).finally(() => this.compacting.delete(id))
@@ -402,6 +419,7 @@ export class PackStore implements BlobStorage {
       // Readers keep the old place until the copy is written; a delete meanwhile kills the copy.
       if (this.index.get(hex) === loc) this.index.set(hex, moved)
       else this.markDead(moved)
+      this.settle(moved.pack)
     }
     if ([...this.index.values()].some(l => l.pack === pack.id)) return
     await this.io.run({ op: 'sync' })
