@@ -47,6 +47,12 @@ export interface SchedulerOptions {
   wanInFlight?: number
   endgameChunks?: number
   endgameCopies?: number
+  /**
+   * The unweighted rendezvous key of (peer, cid) (ownership.ts). A simulation of a whole site
+   * passes one cache shared by its peers' schedulers: the key is pure, and a SHA-256 per peer per
+   * chunk per scheduler is what a site of 200 cannot afford to compute 200 times.
+   */
+  rendezvousKey?: (peerId: string, cid: string) => number
 }
 
 export interface LanRequest { index: number, peer: string }
@@ -97,6 +103,7 @@ export class Scheduler {
   private readonly mine: HaveMap
   private readonly now: () => number
   private readonly isBanned: (peer: string) => boolean
+  private readonly rendezvousKey: (peerId: string, cid: string) => number
   private readonly o: { stallMs: number, perPeerInFlight: number, wanInFlight: number, endgameChunks: number, endgameCopies: number }
   private readonly members = new Map<string, Member>()
   /** Unweighted rendezvous keys by peer, per chunk index (NaN until computed). */
@@ -112,8 +119,12 @@ export class Scheduler {
   private readonly avail: Int32Array
   /** Chunk indices in this peer's tie-break order, so equally rare chunks need no sort. */
   private readonly order: Uint32Array
-  /** Ranking per chunk, computed on demand; dropped whenever membership or a weight changes. */
-  private ranks: Array<readonly string[] | undefined> = []
+  /**
+   * Ranking per chunk, computed on demand, dropped once I hold the chunk; a peer joining, leaving
+   * or changing weight is moved in or out of each cached ranking (re-sorting every chunk for every
+   * join made a site of 200 joining one by one cost each peer 200 full re-rankings).
+   */
+  private ranks: Array<string[] | undefined> = []
 
   constructor (o: SchedulerOptions) {
     this.self = o.self
@@ -126,6 +137,7 @@ export class Scheduler {
     this.mine = o.have?.clone() ?? new HaveMap(this.chunkCount)
     this.now = o.now ?? (() => Date.now())
     this.isBanned = o.isBanned ?? (() => false)
+    this.rendezvousKey = o.rendezvousKey ?? rendezvousKey
     this.o = {
       stallMs: o.stallMs ?? STALL_MS,
       perPeerInFlight: o.perPeerInFlight ?? PER_PEER_IN_FLIGHT,
@@ -159,8 +171,9 @@ export class Scheduler {
   }
 
   setWeight (weight: number): void {
-    if (weight !== this.weight) this.ranks = []
+    if (weight === this.weight) return
     this.weight = weight
+    this.reRank(this.self, true)
   }
 
   private count (map: HaveMap, delta: 1 | -1): void {
@@ -175,10 +188,11 @@ export class Scheduler {
       : have instanceof HaveMap ? have.clone() : HaveMap.decode(have, this.chunkCount)
     if (map.chunkCount !== this.chunkCount) throw new InvalidArgumentError(`have-map of ${map.chunkCount} chunks for a table of ${this.chunkCount}`)
     const m = this.members.get(peer)
-    if (m === undefined || m.weight !== weight) this.ranks = []
+    const moved = m === undefined || m.weight !== weight
     if (m === undefined) this.members.set(peer, { id: peer, weight, have: map, progress: this.now(), inFlight: 0 })
     else { this.count(m.have, -1); m.weight = weight; m.have = map; m.progress = this.now() }
     this.count(map, 1)
+    if (moved) this.reRank(peer, true)
   }
 
   /** A peer's have increment (indices already bounds-checked by decodeIncrement). */
@@ -196,7 +210,7 @@ export class Scheduler {
     this.members.delete(peer)
     this.keys.delete(peer)
     this.count(m.have, -1)
-    this.ranks = []
+    this.reRank(peer, false)
     const dropped: LanRequest[] = []
     for (const [index, set] of this.flight) {
       if (set.delete(peer)) {
@@ -225,6 +239,7 @@ export class Scheduler {
    */
   chunkLanded (index: number, from: string): LanRequest[] {
     this.mine.set(index)
+    this.ranks[index] = undefined // plan() never asks who owns a chunk I hold
     this.settle(index, from)
     this.failed.delete(index)
     this.owners.delete(index)
@@ -258,7 +273,7 @@ export class Scheduler {
     let k = this.keys.get(peer)
     if (k === undefined) { k = new Float64Array(this.chunkCount).fill(NaN); this.keys.set(peer, k) }
     let v = k[index]!
-    if (Number.isNaN(v)) { v = rendezvousKey(peer, this.cids[index]!); k[index] = v }
+    if (Number.isNaN(v)) { v = this.rendezvousKey(peer, this.cids[index]!); k[index] = v }
     return v
   }
 
@@ -270,12 +285,38 @@ export class Scheduler {
   private ranking (index: number): readonly string[] {
     const cached = this.ranks[index]
     if (cached !== undefined) return cached
-    const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].map(m => ({ id: m.id, weight: m.weight }))]
-    const k = new Map(c.map(p => [p.id, this.key(p.id, index)]))
-    c.sort((a, b) => compareCandidates(a, k.get(a.id)!, b, k.get(b.id)!))
+    const c = [{ id: this.self, weight: this.weight, k: this.key(this.self, index) }]
+    for (const m of this.members.values()) c.push({ id: m.id, weight: m.weight, k: this.key(m.id, index) })
+    c.sort((a, b) => compareCandidates(a, a.k, b, b.k))
     const r = c.map(p => p.id)
     this.ranks[index] = r
     return r
+  }
+
+  private weightOf (id: string): number {
+    return id === this.self ? this.weight : this.members.get(id)!.weight
+  }
+
+  /** Takes `id` out of every cached ranking and, when `present`, puts it back where its (new) weight ranks it. */
+  private reRank (id: string, present: boolean): void {
+    for (let i = 0; i < this.ranks.length; i++) {
+      const r = this.ranks[i]
+      if (r === undefined) continue
+      const at = r.indexOf(id)
+      if (at >= 0) r.splice(at, 1)
+      if (!present) continue
+      const me = { id, weight: this.weightOf(id) }
+      const k = this.key(id, i)
+      let lo = 0
+      let hi = r.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        const other = r[mid]!
+        if (compareCandidates({ id: other, weight: this.weightOf(other) }, this.key(other, i), me, k) < 0) lo = mid + 1
+        else hi = mid
+      }
+      r.splice(lo, 0, id)
+    }
   }
 
   /**
