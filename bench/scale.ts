@@ -10,7 +10,7 @@
 // `--strata` groups, the median site of each simulated and weighted by its group's size; `--full`
 // simulates all 300.
 //
-//   npm run build && node dist/bench/scale.js [--full] [--strata 10] [--seed 1] [--mb 50]
+//   npm run build && node dist/bench/scale.js [--full] [--strata 6] [--seed 1] [--mb 5]
 //                                             [--variants base,leave,stall,staggered]
 //   npm run bench -- --only scale
 import '../src/polyfills.js'
@@ -28,6 +28,14 @@ const MiB = 1024 * 1024
 export const SEED_CPU_MS_PER_MIB = 26
 /** What one endpoint actually received from one seed in the same run (endpoint-bound): 25.6 MiB/s. */
 export const SEED_OBSERVED_MIB_S = 25.6
+
+/**
+ * Default release: 5 MB of new blobs (≈ 307 chunks). The simulation costs O(N² × chunks²) per site
+ * of N (plan() is O(chunks × N), called O(chunks) times per peer): 5 MB keeps the default run near
+ * 75 CPU-seconds; `--mb 50` is the issue's 50 MB update, ~30× the cost.
+ */
+export const DEFAULT_RELEASE_BYTES = 5e6
+export const DEFAULT_STRATA = 6
 
 export const VARIANTS = ['base', 'leave', 'stall', 'staggered'] as const
 export type Variant = typeof VARIANTS[number]
@@ -233,10 +241,10 @@ export function aggregate (variant: Variant, runs: Array<{ r: SiteResult, weight
 export async function benchScale (o: ScaleOptions = {}): Promise<VariantRow[]> {
   const seed = o.seed ?? 1
   const log = o.log ?? (() => {})
-  const release = makeRelease(o.releaseBytes ?? 50e6, seed)
+  const release = makeRelease(o.releaseBytes ?? DEFAULT_RELEASE_BYTES, seed)
   const newBytes = release.sizes.reduce((a, b) => a + b, 0)
   const sites = makeSites({ seed, sites: o.sites ?? 300, endpoints: o.endpoints ?? 30_000, maxSite: o.maxSite ?? 200 })
-  const picked = sampleSites(sites, o.full === true ? undefined : (o.strata ?? 10))
+  const picked = sampleSites(sites, o.full === true ? undefined : (o.strata ?? DEFAULT_STRATA))
   log(`release: ${release.cids.length} chunks, ${(newBytes / 1e6).toFixed(1)} MB new; ${sites.length} sites, ${sites.reduce((a, s) => a + s.endpoints.length, 0)} endpoints; simulating ${picked.length} sites (${picked.map(p => `${p.site.endpoints.length}×${p.weight}`).join(' ')})`)
   const rows: VariantRow[] = []
   for (const variant of o.variants ?? VARIANTS) {
