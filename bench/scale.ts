@@ -11,7 +11,7 @@
 // simulates all 300.
 //
 //   npm run build && node dist/bench/scale.js [--full] [--strata 6] [--seed 1] [--mb 5]
-//                                             [--variants base,leave,stall,staggered]
+//                                             [--variants base,leave,stall,staggered] [--dc-uplink 1e9,10e9]
 //   npm run bench -- --only scale
 import '../src/polyfills.js'
 import { createHash } from 'node:crypto'
@@ -269,23 +269,26 @@ export async function benchScale (o: ScaleOptions = {}): Promise<VariantRow[]> {
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]
 if (isMain) {
   const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
-  const num = (name: string): number | undefined => {
+  const num = (name: string, integer = false): number | undefined => {
     const v = arg(name)
     if (v === undefined) return undefined
     const x = Number(v)
-    if (!Number.isFinite(x) || x <= 0) { console.error(`${name} needs a positive number, not ${v}`); process.exit(2) }
+    if (!Number.isFinite(x) || x <= 0 || (integer && !Number.isInteger(x))) { console.error(`${name} needs a positive ${integer ? 'integer' : 'number'}, not ${v}`); process.exit(2) }
     return x
   }
   const variants = arg('--variants')?.split(',')
   const bad = variants?.filter(v => !(VARIANTS as readonly string[]).includes(v))
   if (bad !== undefined && bad.length > 0) { console.error(`unknown variant ${bad.join(', ')}; known: ${VARIANTS.join(', ')}`); process.exit(2) }
   const mb = num('--mb')
+  const dc = arg('--dc-uplink')?.split(',').map(Number)
+  if (dc?.some(x => !Number.isFinite(x) || x <= 0) === true) { console.error('--dc-uplink needs bit/s values, e.g. 1e9,10e9'); process.exit(2) }
   const rows = await benchScale({
     full: process.argv.includes('--full'),
-    strata: num('--strata'),
-    seed: num('--seed'),
+    strata: num('--strata', true),
+    seed: num('--seed', true),
     releaseBytes: mb === undefined ? undefined : mb * 1e6,
     variants: variants as Variant[] | undefined,
+    dcUplinks: dc,
     log: (l) => { console.log(l) }
   })
   console.table(rows)
