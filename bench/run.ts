@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, each beside its ceiling measured in the same run; results
 // go to bench/results/<name>.json and a table to stdout. `--bytes N` scales the data sets
-// (default 1 GiB; use less on a busy machine), `--only name,name` picks benchmarks.
+// (default 1 GiB; use less on a busy machine), `--only name,name` picks benchmarks; `--full` makes
+// the scale simulation run every site instead of a sample.
 import '../src/polyfills.js'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
@@ -14,6 +15,7 @@ import { benchDelta } from './delta.js'
 import { benchDaemon } from './daemon.js'
 import { benchDeltaReleases } from './delta-releases.js'
 import { benchSwarm } from './swarm.js'
+import { benchScale } from './scale.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -30,7 +32,8 @@ const benches: Record<string, () => Promise<unknown>> = {
   'delta-releases': async () => await benchDeltaReleases(),
   swarm: async () => await benchSwarm({ bytes: Math.min(bytes, 200 * MiB), endpoints: arg('--endpoints')?.split(',').map(Number), log: (l) => { console.log(l) } }),
   daemon: async () => await benchDaemon({ bytes, log: (l) => { console.log(l) } }),
-  net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0])
+  net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0]),
+  scale: async () => await benchScale({ full: process.argv.includes('--full'), log: (l) => { console.log(l) } })
 }
 
 await mkdir(results, { recursive: true })

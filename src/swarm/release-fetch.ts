@@ -23,13 +23,21 @@ import type { TokenBucket } from './token-bucket.js'
 /** After announcing interest, how long to listen for the site's hellos before fetching from the WAN. */
 export const SETTLE_MS = 1_000
 /** WAN requests in flight: enough for a long fat VPN link (the bucket meters bytes, not requests). */
-const WAN_IN_FLIGHT = 64
-const LAN_PER_PEER = 16
-const TICK_MS = 500
+export const WAN_IN_FLIGHT = 64
+/** LAN requests in flight per site peer. */
+export const LAN_PER_PEER = 16
+/** The loop's timer: re-divides the WAN share and notices stalls. */
+export const TICK_MS = 500
 /** Full hellos to the site every RESYNC_TICKS × TICK_MS while fetching. */
 const RESYNC_TICKS = 6
 /** While the pipeline is well filled, plan at most this often. */
-const PLAN_EVERY_MS = 15
+export const PLAN_EVERY_MS = 15
+/**
+ * Site news (hellos, have increments) replans at most this often. Every peer flushes increments
+ * every FLUSH_MS, so a site of N peers sends 10·N a second, and plan() costs O(chunks × N): planning
+ * on each one made a peer of a 200-peer site plan ~450 times a second (bench/scale.ts, docs/scale.md).
+ */
+export const HAVE_REPLAN_MS = 50
 
 export interface FetchProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
 
@@ -85,6 +93,7 @@ export class ReleaseFetch {
   private readonly running = new Map<string, AbortController>() // `${index}:${from}`
   private readonly settling = new Set<Promise<void>>()
   private wake: (() => void) | undefined
+  private haveKick: NodeJS.Timeout | undefined
   private failure: Error | undefined
 
   constructor (private readonly o: ReleaseFetchOptions) {
@@ -119,7 +128,7 @@ export class ReleaseFetch {
     } catch (err) {
       this.o.log?.('ignored a malformed have-map', { peer: m.id, err })
     }
-    this.kick()
+    this.haveKick ??= setTimeout(() => { this.haveKick = undefined; this.kick() }, HAVE_REPLAN_MS)
   }
 
   /** My want-map when I want only part of the table (said in my hellos), else undefined. */
@@ -192,6 +201,8 @@ export class ReleaseFetch {
       }
     } finally {
       clearInterval(tick)
+      clearTimeout(this.haveKick)
+      this.haveKick = undefined
       // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
       // with `hard` after a grace period; dropping them now would fetch them again after a restart.
       if (!this.o.soft.aborted) for (const c of this.running.values()) c.abort()

@@ -52,6 +52,12 @@ export interface SchedulerOptions {
   wanInFlight?: number
   endgameChunks?: number
   endgameCopies?: number
+  /**
+   * The unweighted rendezvous key of (peer, cid) (ownership.ts). A simulation of a whole site
+   * passes one cache shared by its peers' schedulers: the key is pure, and a SHA-256 per peer per
+   * chunk per scheduler is what a site of 200 cannot afford to compute 200 times.
+   */
+  rendezvousKey?: (peerId: string, cid: string) => number
 }
 
 export interface LanRequest { index: number, peer: string }
@@ -112,6 +118,7 @@ export class Scheduler {
   private wantedHeld = 0
   private readonly now: () => number
   private readonly isBanned: (peer: string) => boolean
+  private readonly rendezvousKey: (peerId: string, cid: string) => number
   private readonly o: { stallMs: number, perPeerInFlight: number, wanInFlight: number, endgameChunks: number, endgameCopies: number }
   private readonly members = new Map<string, Member>()
   /** Unweighted rendezvous keys by peer, per chunk index (NaN until computed). */
@@ -127,8 +134,12 @@ export class Scheduler {
   private readonly avail: Int32Array
   /** Chunk indices in this peer's tie-break order, so equally rare chunks need no sort. */
   private readonly order: Uint32Array
-  /** Ranking per chunk, computed on demand; dropped whenever membership or a weight changes. */
-  private ranks: Array<readonly string[] | undefined> = []
+  /**
+   * Ranking per chunk, computed on demand, dropped once I hold the chunk; a peer joining, leaving
+   * or changing weight is moved in or out of each cached ranking (re-sorting every chunk for every
+   * join made a site of 200 joining one by one cost each peer 200 full re-rankings).
+   */
+  private ranks: Array<string[] | undefined> = []
 
   constructor (o: SchedulerOptions) {
     this.self = o.self
@@ -146,6 +157,7 @@ export class Scheduler {
     for (let i = 0; i < this.chunkCount; i++) if (this.wanted.has(i) && this.mine.has(i)) this.wantedHeld++
     this.now = o.now ?? (() => Date.now())
     this.isBanned = o.isBanned ?? (() => false)
+    this.rendezvousKey = o.rendezvousKey ?? rendezvousKey
     this.o = {
       stallMs: o.stallMs ?? STALL_MS,
       perPeerInFlight: o.perPeerInFlight ?? PER_PEER_IN_FLIGHT,
@@ -202,8 +214,9 @@ export class Scheduler {
   }
 
   setWeight (weight: number): void {
-    if (weight !== this.weight) this.ranks = []
+    if (weight === this.weight) return
     this.weight = weight
+    this.reRank(this.self, true)
   }
 
   private count (map: HaveMap, delta: 1 | -1): void {
@@ -223,10 +236,12 @@ export class Scheduler {
     const wants = want === undefined ? undefined : want instanceof HaveMap ? want.clone() : HaveMap.decode(want, this.chunkCount)
     if (wants !== undefined && wants.chunkCount !== this.chunkCount) throw new InvalidArgumentError(`want-map of ${wants.chunkCount} chunks for a table of ${this.chunkCount}`)
     const m = this.members.get(peer)
-    if (m === undefined || m.weight !== weight || !sameWants(m.want, wants)) this.ranks = []
+    // A new peer, a new weight or a new want-map moves the peer in the cached rankings (reRank puts it only where it wants the chunk).
+    const moved = m === undefined || m.weight !== weight || !sameWants(m.want, wants)
     if (m === undefined) this.members.set(peer, { id: peer, weight, have: map, want: wants, progress: this.now(), inFlight: 0 })
     else { this.count(m.have, -1); m.weight = weight; m.have = map; m.want = wants; m.progress = this.now() }
     this.count(map, 1)
+    if (moved) this.reRank(peer, true)
   }
 
   /** A peer's have increment (indices already bounds-checked by decodeIncrement). */
@@ -244,7 +259,7 @@ export class Scheduler {
     this.members.delete(peer)
     this.keys.delete(peer)
     this.count(m.have, -1)
-    this.ranks = []
+    this.reRank(peer, false)
     const dropped: LanRequest[] = []
     for (const [index, set] of this.flight) {
       if (set.delete(peer)) {
@@ -273,6 +288,7 @@ export class Scheduler {
    */
   chunkLanded (index: number, from: string): LanRequest[] {
     if (this.mine.set(index) && this.wanted.has(index)) this.wantedHeld++
+    this.ranks[index] = undefined // plan() never asks who owns a chunk I hold
     this.settle(index, from)
     this.failed.delete(index)
     this.owners.delete(index)
@@ -306,7 +322,7 @@ export class Scheduler {
     let k = this.keys.get(peer)
     if (k === undefined) { k = new Float64Array(this.chunkCount).fill(NaN); this.keys.set(peer, k) }
     let v = k[index]!
-    if (Number.isNaN(v)) { v = rendezvousKey(peer, this.cids[index]!); k[index] = v }
+    if (Number.isNaN(v)) { v = this.rendezvousKey(peer, this.cids[index]!); k[index] = v }
     return v
   }
 
@@ -318,12 +334,38 @@ export class Scheduler {
   private ranking (index: number): readonly string[] {
     const cached = this.ranks[index]
     if (cached !== undefined) return cached
-    const c = [{ id: this.self, weight: this.weight }, ...[...this.members.values()].filter(m => m.want?.has(index) !== false).map(m => ({ id: m.id, weight: m.weight }))]
-    const k = new Map(c.map(p => [p.id, this.key(p.id, index)]))
-    c.sort((a, b) => compareCandidates(a, k.get(a.id)!, b, k.get(b.id)!))
+    const c = [{ id: this.self, weight: this.weight, k: this.key(this.self, index) }]
+    for (const m of this.members.values()) if (m.want?.has(index) !== false) c.push({ id: m.id, weight: m.weight, k: this.key(m.id, index) })
+    c.sort((a, b) => compareCandidates(a, a.k, b, b.k))
     const r = c.map(p => p.id)
     this.ranks[index] = r
     return r
+  }
+
+  private weightOf (id: string): number {
+    return id === this.self ? this.weight : this.members.get(id)!.weight
+  }
+
+  /** Takes `id` out of every cached ranking and, when `present`, puts it back where its (new) weight ranks it. */
+  private reRank (id: string, present: boolean): void {
+    for (let i = 0; i < this.ranks.length; i++) {
+      const r = this.ranks[i]
+      if (r === undefined) continue
+      const at = r.indexOf(id)
+      if (at >= 0) r.splice(at, 1)
+      if (!present || this.members.get(id)?.want?.has(i) === false) continue
+      const me = { id, weight: this.weightOf(id) }
+      const k = this.key(id, i)
+      let lo = 0
+      let hi = r.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        const other = r[mid]!
+        if (compareCandidates({ id: other, weight: this.weightOf(other) }, this.key(other, i), me, k) < 0) lo = mid + 1
+        else hi = mid
+      }
+      r.splice(lo, 0, id)
+    }
   }
 
   /**

@@ -18,7 +18,7 @@ import { decodeIncrement, encodeIncrement, MAX_INCREMENT } from './have-map.js'
 /** Releases one hello may describe. */
 export const MAX_HELLO_RELEASES = 64
 /** Increments are batched this long before they go out. */
-const FLUSH_MS = 100
+export const FLUSH_MS = 100
 const LIMITS = { maxRequestBytes: 8 * 1024 * 1024, maxResponseBytes: 8 * 1024 * 1024, timeoutMs: 15_000 }
 
 export interface SiteMember {
