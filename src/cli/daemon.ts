@@ -4,10 +4,10 @@ import { CONFIG_DEFAULTS, loadConfig, type DaemonConfig } from '../daemon/config
 import { startDaemon } from '../daemon/daemon.js'
 import { describeError, parseDuration, parseSize } from './common.js'
 
-const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'channels', 'publishers'])
+const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'origins', 'channels', 'publishers'])
 const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime'])
 const FIELDS: Array<keyof DaemonConfig> = [
-  'role', 'stateDir', 'enroll', 'listen', 'seeds', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
+  'role', 'stateDir', 'enroll', 'listen', 'seeds', 'origins', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
   'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link'
 ]
 

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
 import { LABEL } from '../core/manifest.js'
+import { normalizeOriginUrl } from '../net/origin-client.js'
 
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -23,6 +24,8 @@ export interface DaemonConfig {
   listen: string[]
   /** Seeds to connect to (multiaddrs with /p2p/<peerId>). */
   seeds: string[]
+  /** Static-HTTP origins (base URLs of a published repository), WAN sources after the seeds. */
+  origins: string[]
   /** enroll.json (endpoint) or seed-enroll.json (seed). */
   enroll: string
   /** Site label; peers with the same label are one site (the swarm issue adds mDNS). */
@@ -59,6 +62,7 @@ export interface DaemonConfig {
 export const CONFIG_DEFAULTS = {
   listen: ['/ip4/0.0.0.0/tcp/7700'],
   seeds: [] as string[],
+  origins: [] as string[],
   site: null,
   ring: 'broad',
   api: '127.0.0.1:7701',
@@ -115,6 +119,12 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   stateDir: str,
   listen: strList,
   seeds: strList,
+  origins: (v, f) => {
+    strList(v, f)
+    return (v as string[]).map((u, i) => {
+      try { return normalizeOriginUrl(u) } catch (err) { throw new ConfigError(`config field "${f}[${i}]": ${(err as Error).message}`) }
+    })
+  },
   enroll: str,
   site: (v, f) => v === null ? null : label(v, f),
   ring: label,
@@ -155,8 +165,8 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   cfg.stateDir = abs(cfg.stateDir)
   cfg.enroll = abs(cfg.enroll)
   cfg.installRoot = !('installRoot' in o) ? join(cfg.stateDir, 'apps') : abs(cfg.installRoot)
-  if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
-    throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
+  if (cfg.role === 'endpoint' && cfg.seeds.length === 0 && cfg.origins.length === 0) {
+    throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>) or in "origins" (a static-HTTP origin\'s base URL)')
   }
   return cfg
 }
