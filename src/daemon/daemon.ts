@@ -23,6 +23,7 @@ import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
 import { detectHost } from './host-info.js'
 import { Seed } from './seed.js'
+import { SeedSync } from './seed-sync.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -133,8 +134,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
 
     let endpoint: Endpoint | undefined
     let seed: Seed | undefined
+    let seedSync: SeedSync | undefined
     const announce = new Announce(node, db, {
-      onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
+      onPush: (channel, head, from) => { endpoint?.onPush(channel, head, from); seedSync?.onPush(channel, head, from) },
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
     })
     await announce.start()
@@ -144,6 +146,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now })
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
+      seedSync = new SeedSync({ node, db, blobs, client, announce, root, seed, cfg, log, metrics, now })
+      seedSync.start()
+      cleanups.push(async () => { await seedSync?.stop() })
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)
       const bucket = new TokenBucket({ rate: cfg.wanRate })

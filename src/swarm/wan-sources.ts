@@ -4,6 +4,7 @@
 // origin fetch is WAN traffic like a seed fetch. A source that fails (unreachable, not found, a
 // blob that fails its cid) is passed over for a while; the chunk is asked of the next source, so a
 // stale or tampered source costs a retry, never a wrong byte.
+import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { ShoalError } from '../core/errors.js'
 import { cidToHex } from '../core/seal.js'
@@ -21,7 +22,7 @@ export interface WanSource {
   fetch: (cid: Uint8Array, maxSize: number, signal: AbortSignal) => Promise<Uint8Array>
 }
 
-export function seedSource (client: BlobClient, addr: Multiaddr): WanSource {
+export function seedSource (client: BlobClient, addr: Multiaddr | PeerId): WanSource {
   return { kind: 'seed', name: addr.toString(), fetch: async (cid, maxSize, signal) => await client.fetch(addr, cid, maxSize, signal) }
 }
 

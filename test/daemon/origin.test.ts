@@ -131,6 +131,23 @@ describe.skipIf(NGINX === null)('static-HTTP origin (real nginx)', () => {
     expect((await e.status()).heads[0]?.error).toBeUndefined()
   }, 120_000)
 
+  it('a seed with only an origin behind it adopts the origin\'s heads and serves endpoints', async () => {
+    fleet = await Fleet.create('origin-seed')
+    const src1 = await makeTree(join(fleet.dir, 'src-1'), 1, { binaryBytes: 400_000 })
+    const p1 = await publishToRepo(fleet, src1, '1.0.0')
+    nginx = await Nginx.start({ repo: fleet.repo })
+    const seed = await fleet.startSeed({ origins: [nginx.url('repo')], pollInterval: 500 })
+    const e = await fleet.startEndpoint('e', { pollInterval: 500 })
+    await until(async () => await installedVersion(e) === '1.0.0', 60_000, 'installed through the seed')
+    const src2 = await makeTree(join(fleet.dir, 'src-2'), 2, { binaryBytes: 400_000 })
+    const p2 = await publishToRepo(fleet, src2, '2.0.0')
+    await until(async () => await installedVersion(e) === '2.0.0', 60_000, '2.0.0 installed through the seed')
+    expect(await snapshot(join(e.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(src2))
+    expect((await e.status()).bytes.seed).toBe(p1.blobBytes + p2.newBlobBytes)
+    expect((await e.status()).bytes.origin).toBe(0)
+    expect((await seed.status()).bytes.origin).toBe(p1.blobBytes + p2.newBlobBytes)
+  }, 120_000)
+
   it('an endpoint whose seed is down falls over to the origin for heads, manifest and blobs', async () => {
     fleet = await Fleet.create('origin-failover')
     await fleet.startSeed()
