@@ -8,7 +8,7 @@ const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'origins', 'channe
 const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime'])
 const FIELDS: Array<keyof DaemonConfig> = [
   'role', 'stateDir', 'enroll', 'listen', 'seeds', 'origins', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
-  'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link'
+  'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'cacheSize', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link'
 ]
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, c => '-' + c.toLowerCase())
@@ -20,6 +20,7 @@ function flagValue (field: keyof DaemonConfig, text: string): unknown {
   if (field === 'mdns') return text === 'true' ? true : text === 'false' ? false : text
   if (LISTS.has(field)) return text === '' ? [] : text.split(',').map(s => s.trim())
   if (field === 'wanRate') return parseSize(text, '--wan-rate')
+  if (field === 'cacheSize') return parseSize(text, '--cache-size')
   if (DURATIONS.has(field)) return parseDuration(text, `--${kebab(field)}`)
   if (field === 'expiryGrace') return Math.round(parseDuration(text, '--expiry-grace') / 1000)
   return text

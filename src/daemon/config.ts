@@ -46,6 +46,8 @@ export interface DaemonConfig {
   hookTimeout: number
   /** Lifetime of channel heads the seed signs, in ms. */
   headLifetime: number
+  /** Seed only: cache mode when > 0: no full copy, blobs fetched from upstream on demand, LRU-bounded to this many bytes. */
+  cacheSize: number
   /** Seed only: PeerIds allowed to upload releases; empty = any fleet member whose manifest verifies. */
   publishers: string[]
   /** Clock-skew allowance when checking expiry, in seconds. */
@@ -72,6 +74,7 @@ export const CONFIG_DEFAULTS = {
   hookTimeout: 300_000,
   headLifetime: 24 * 3600_000,
   publishers: [] as string[],
+  cacheSize: 0,
   expiryGrace: 300,
   logLevel: 'info' as LogLevel,
   mdns: true,
@@ -136,6 +139,7 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   hookTimeout: posInt,
   headLifetime: posInt,
   publishers: strList,
+  cacheSize: nonNegInt,
   expiryGrace: nonNegInt,
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   mdns: (v, f) => { if (typeof v !== 'boolean') throw new ConfigError(`config field "${f}" must be true or false`); return v },
@@ -167,6 +171,9 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   cfg.installRoot = !('installRoot' in o) ? join(cfg.stateDir, 'apps') : abs(cfg.installRoot)
   if (cfg.role === 'endpoint' && cfg.seeds.length === 0 && cfg.origins.length === 0) {
     throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>) or in "origins" (a static-HTTP origin\'s base URL)')
+  }
+  if (cfg.cacheSize > 0 && (cfg.role !== 'seed' || cfg.seeds.length + cfg.origins.length === 0)) {
+    throw new ConfigError('"cacheSize" is for a seed with an upstream: give it "origins" (or full peer "seeds") to fetch from')
   }
   return cfg
 }

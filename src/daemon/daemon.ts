@@ -128,13 +128,14 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     cleanups.push(async () => { await node.stop() })
     const metrics = new DaemonMetrics({ role: cfg.role })
     const serverStats = new BlobServerStats()
-    cleanups.push(await registerBlobsProtocol(node, { get: async cid => await blobs.get(cid) }, { stats: serverStats }))
+    let seedSync: SeedSync | undefined
+    // A caching seed (cacheSize > 0) fetches what it lacks from upstream as it is asked.
+    cleanups.push(await registerBlobsProtocol(node, { get: async cid => seedSync?.cache !== undefined ? await seedSync.cache.get(cid) : await blobs.get(cid) }, { stats: serverStats }))
     const client = new BlobClient(node)
     cleanups.push(async () => { await client.close() })
 
     let endpoint: Endpoint | undefined
     let seed: Seed | undefined
-    let seedSync: SeedSync | undefined
     const announce = new Announce(node, db, {
       onPush: (channel, head, from) => { endpoint?.onPush(channel, head, from); seedSync?.onPush(channel, head, from) },
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
@@ -147,7 +148,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
       seedSync = new SeedSync({ node, db, blobs, client, announce, root, seed, cfg, log, metrics, now })
-      seedSync.start()
+      await seedSync.start()
       cleanups.push(async () => { await seedSync?.stop() })
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)

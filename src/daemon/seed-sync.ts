@@ -31,6 +31,7 @@ import type { DaemonConfig } from './config.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
 import type { Seed } from './seed.js'
+import { BlobCache } from './blob-cache.js'
 
 /** Blobs a seed pulls from its upstream at once. */
 const SYNC_CONCURRENCY = 32
@@ -74,6 +75,8 @@ export class SeedSync {
   private timer: NodeJS.Timeout | undefined
   /** Heads are considered one at a time: each may pull a release. */
   private chain: Promise<void> = Promise.resolve()
+  /** Cache mode (`cacheSize` > 0): blobs are fetched when asked for, not when a head is adopted. */
+  cache: BlobCache | undefined
 
   constructor (private readonly d: SeedSyncDeps) {
     const self = d.node.peerId.toString()
@@ -83,7 +86,21 @@ export class SeedSync {
   }
 
   /** Polls peer seeds and origins when there are any; pushed heads are taken in any case. */
-  start (): void {
+  async start (): Promise<void> {
+    if (this.d.cfg.cacheSize > 0) {
+      const upstream = this.upstream()
+      this.cache = await BlobCache.open({
+        blobs: this.d.blobs,
+        limit: this.d.cfg.cacheSize,
+        upstream: async (cid, maxSize) => {
+          const { blob, source } = await upstream.fetch(cid, maxSize, this.stopCtl.signal)
+          return { blob, source: source.kind }
+        },
+        log: this.d.log,
+        onFill: async (source, bytes) => { await this.count(source, bytes) }
+      })
+      for await (const [, bytes] of this.d.db.manifests.entries()) this.cache.allow(decodeManifest(bytes).signed.chunks)
+    }
     if (this.peers.length + this.origins.length === 0) return
     this.timer = setInterval(() => { this.pollSoon() }, this.d.cfg.pollInterval)
     this.timer.unref()
@@ -171,14 +188,14 @@ export class SeedSync {
     const manifest = decodeManifest(bytes)
     verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace, expectPackage: name })
     const table = distinctChunks(manifest.signed.chunks)
+    if (this.cache !== undefined) {
+      this.cache.allow(table)
+      await this.d.db.batch([this.d.db.manifests.putOp(e.manifest, bytes), ...this.d.db.blobIndex.addOps(release, table.map(c => c.cid))])
+      return
+    }
     const missing: typeof table = []
     for (const c of table) if (!(await this.d.blobs.has(cidFromHex(c.cid)))) missing.push(c)
-    const first: WanSource[] = isPeer(from) ? [seedSource(this.d.client, from)] : []
-    const wan = new WanSources([...first, ...this.peers.map(p => seedSource(this.d.client, p)), ...this.origins.map(originSource)], this.bucket,
-      (source, cid, err) => {
-        if ((err as { code?: string }).code === 'ERR_BLOB_VERIFY') this.d.metrics.badBlobs.inc({ source: source.kind })
-        this.d.log.warn({ source: source.name, cid, err }, 'seed sync: blob fetch failed; asking the next source')
-      })
+    const wan = this.upstream(isPeer(from) ? [seedSource(this.d.client, from)] : [])
     let fetched = 0
     let fetchedBytes = 0
     const worker = async (): Promise<void> => {
@@ -188,9 +205,7 @@ export class SeedSync {
         await this.d.blobs.put(cid, blob, { durable: false, verified: true, absent: true })
         fetched++
         fetchedBytes += blob.byteLength
-        this.d.metrics.bytesReceived.inc({ source: source.kind }, blob.byteLength)
-        this.d.metrics.blobsReceived.inc({ source: source.kind })
-        await this.d.db.counters.add(`bytes.${source.kind}`, blob.byteLength)
+        await this.count(source.kind, blob.byteLength)
       }
     }
     await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, missing.length) }, worker))
@@ -200,6 +215,21 @@ export class SeedSync {
       ...this.d.db.blobIndex.addOps(release, table.map(c => c.cid))
     ])
     if (fetched > 0) this.d.log.info({ release, fetched, fetchedBytes, source: sourceName(from) }, 'seed sync: release pulled')
+  }
+
+  /** `first`, then the peer seeds, then the origins, with failover. */
+  private upstream (first: WanSource[] = []): WanSources {
+    return new WanSources([...first, ...this.peers.map(p => seedSource(this.d.client, p)), ...this.origins.map(originSource)], this.bucket,
+      (source, cid, err) => {
+        if ((err as { code?: string }).code === 'ERR_BLOB_VERIFY') this.d.metrics.badBlobs.inc({ source: source.kind })
+        this.d.log.warn({ source: source.name, cid, err }, 'seed sync: blob fetch failed; asking the next source')
+      })
+  }
+
+  private async count (source: WanSource['kind'], bytes: number): Promise<void> {
+    this.d.metrics.bytesReceived.inc({ source }, bytes)
+    this.d.metrics.blobsReceived.inc({ source })
+    await this.d.db.counters.add(`bytes.${source}`, bytes)
   }
 
   private async fetchManifest (name: string, e: HeadEntry, from: From): Promise<Uint8Array> {

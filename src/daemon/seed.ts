@@ -113,6 +113,9 @@ export class Seed {
       this.d.log.warn({ peer: peer.toString() }, 'publish refused: peer not in "publishers"')
       throw new PublishRefusedError(`peer ${peer.toString()} is not in this seed's "publishers" list`)
     }
+    if (this.d.cfg.cacheSize > 0) {
+      throw new PublishRefusedError('this seed is a cache in front of its origins (cacheSize > 0) and keeps no full copy: publish to the origin\'s repository or to a full seed')
+    }
     const { header, parts } = decodeControl(req, what)
     const op = headerString(header, 'op', what)
     if (op === 'latest') {

@@ -29,7 +29,9 @@ describe('daemon config', () => {
     [{ seeds: [] }, /needs at least one entry in "seeds".* or in "origins"/],
     [{ origins: ['ftp://mirror.example/'] }, /"origins\[0\]".*http:\/\/ or https:\/\//],
     [{ origins: ['https://user:pw@cdn.example/'] }, /"origins\[0\]".*credentials/],
-    [{ origins: ['not a url'] }, /"origins\[0\]".*not a URL/]
+    [{ origins: ['not a url'] }, /"origins\[0\]".*not a URL/],
+    [{ cacheSize: 1_000_000 }, /"cacheSize" is for a seed/],
+    [{ role: 'seed', seeds: [], cacheSize: 1_000_000 }, /"cacheSize" is for a seed with an upstream/]
   ])('refuses %j by naming the field', (patch, re) => {
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(ConfigError)
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(re)

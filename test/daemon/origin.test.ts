@@ -4,6 +4,7 @@ import { cp, open, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { loadHead } from '../../src/daemon/announce.js'
 import type { Daemon } from '../../src/daemon/daemon.js'
 import { writeRepoHead } from '../../src/publish/repo-head.js'
 import type { PublishResult } from '../../src/publish/publisher.js'
@@ -147,6 +148,32 @@ describe.skipIf(NGINX === null)('static-HTTP origin (real nginx)', () => {
     expect((await e.status()).bytes.origin).toBe(0)
     expect((await seed.status()).bytes.origin).toBe(p1.blobBytes + p2.newBlobBytes)
   }, 120_000)
+
+  it('a caching seed in front of the origin keeps no full copy: fetches on demand, stays within cacheSize (LRU)', async () => {
+    fleet = await Fleet.create('origin-cache')
+    const src = await makeTree(join(fleet.dir, 'src'), 1, { binaryBytes: 900_000 })
+    const p = await publishToRepo(fleet, src, '1.0.0')
+    nginx = await Nginx.start({ repo: fleet.repo })
+    const cacheSize = Math.floor(p.blobBytes / 3)
+    const seed = await fleet.startSeed({ origins: [nginx.url('repo')], pollInterval: 500, cacheSize })
+    await until(async () => (await loadHead(seed.db, 'stable')) !== null, 20_000, 'the caching seed adopted the origin head')
+    expect((await seed.blobs.stats()).blobs).toBe(0) // nothing pulled before anyone asks
+    // one after the other: the second asks again for blobs the first one's pass evicted
+    const eps: Daemon[] = []
+    for (const name of ['e1', 'e2']) {
+      const e = await fleet.startEndpoint(name, { pollInterval: 500 })
+      await until(async () => await installedVersion(e) === '1.0.0', 90_000, 'installed through the caching seed')
+      eps.push(e)
+    }
+    for (const e of eps) expect(await snapshot(join(e.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(src))
+    const stored = await seed.blobs.stats()
+    expect(stored.bytes).toBeLessThanOrEqual(cacheSize)
+    expect(stored.bytes).toBeGreaterThan(0)
+    // the second endpoint's requests missed the evicted blobs: the seed fetched them again
+    expect((await seed.status()).bytes.origin).toBeGreaterThan(p.blobBytes)
+    const refused = await fleet.push(p.manifestPath).then(() => null, (err: unknown) => err as Error)
+    expect(refused?.message).toMatch(/cache in front of its origins/)
+  }, 150_000)
 
   it('an endpoint whose seed is down falls over to the origin for heads, manifest and blobs', async () => {
     fleet = await Fleet.create('origin-failover')
