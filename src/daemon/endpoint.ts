@@ -364,7 +364,7 @@ export class Endpoint {
         this.d.log.warn({ origin: o.base, release: `${name}@${version}`, id }, 'origin manifest refused: not the one the head names')
       } catch (err) { lastErr = err }
     }
-    throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed`)
+    throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed or origin`)
   }
 
   private async download (key: string, id: string, manifest: SignedManifest): Promise<void> {
