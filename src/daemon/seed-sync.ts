@@ -10,6 +10,7 @@
 //   seed signs a merged head — every package at its highest sequence, a sequence above both — when
 //   it holds something the other lacks, or, for the very same packages, when its own head's id is
 //   the lower one; so exactly one side re-signs and both converge on the next head.
+import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { checkHeadAdvance, decodeHead, headId, MixAndMatchError, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
@@ -83,6 +84,7 @@ export class SeedSync {
     this.peers = d.cfg.seeds.map(s => multiaddr(s)).filter(a => a.getComponents().find(c => c.name === 'p2p')?.value !== self)
     this.origins = d.cfg.origins.map(u => new OriginClient(u))
     this.bucket = new TokenBucket({ rate: d.cfg.wanRate })
+    setMaxListeners(0, this.stopCtl.signal) // every blob pulled at once listens to it
   }
 
   /** Polls peer seeds and origins when there are any; pushed heads are taken in any case. */
