@@ -132,6 +132,25 @@ describe.skipIf(NGINX === null)('static-HTTP origin (real nginx)', () => {
     expect((await e.status()).heads[0]?.error).toBeUndefined()
   }, 120_000)
 
+  it('a stale origin (an older, validly signed head) is refused as a rollback and logged; the fresh one wins', async () => {
+    fleet = await Fleet.create('origin-stale')
+    const src1 = await makeTree(join(fleet.dir, 'src-1'), 1, { binaryBytes: 200_000 })
+    await publishToRepo(fleet, src1, '1.0.0')
+    const stale = join(fleet.dir, 'stale-repo')
+    await cp(fleet.repo, stale, { recursive: true }) // a mirror that stopped syncing after 1.0.0
+    const src2 = await makeTree(join(fleet.dir, 'src-2'), 2, { binaryBytes: 200_000 })
+    await publishToRepo(fleet, src2, '2.0.0')
+    nginx = await Nginx.start({ stale, fresh: fleet.repo })
+    const { logger, records } = captureLogger()
+    const e = await startOriginEndpoint(fleet, 'e', [nginx.url('stale'), nginx.url('fresh')], {}, logger)
+    await until(async () => await installedVersion(e) === '2.0.0', 60_000, '2.0.0 installed')
+    expect(await snapshot(join(e.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(src2))
+    const refusedStale = (): Record<string, unknown> | undefined =>
+      records.find(r => r.msg === 'channel head refused' && r.source === nginx!.url('stale') && (r.err as { code?: string }).code === 'ERR_ROLLBACK')
+    await until(() => refusedStale() !== undefined, 20_000, 'the stale head refused as a rollback')
+    expect((await e.status()).heads[0]?.seq).toBe(2)
+  }, 120_000)
+
   it('a seed with only an origin behind it adopts the origin\'s heads and serves endpoints', async () => {
     fleet = await Fleet.create('origin-seed')
     const src1 = await makeTree(join(fleet.dir, 'src-1'), 1, { binaryBytes: 400_000 })
