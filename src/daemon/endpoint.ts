@@ -253,15 +253,19 @@ export class Endpoint {
   /** With a site label, the seed's directory introduces the label mates mDNS cannot see. */
   private async findLabelMates (): Promise<void> {
     const label = this.d.cfg.site
-    const seed = this.seeds[0]
-    if (label === null || seed === undefined) return
-    try {
-      const addrs = this.d.node.getMultiaddrs().map(a => a.toString())
-      for (const mate of await this.d.announce.siteMates(seed, label, addrs, this.soft.signal)) {
-        await this.site.introduce(peerIdFromString(mate.id), mate.addrs).catch(() => {})
+    if (label === null) return
+    // Each seed's directory is its own: every endpoint asks the first seed that answers, in config
+    // order, so label mates meet at the same one, and at the next when it is down.
+    for (const seed of this.seeds) {
+      try {
+        const addrs = this.d.node.getMultiaddrs().map(a => a.toString())
+        for (const mate of await this.d.announce.siteMates(seed, label, addrs, this.soft.signal)) {
+          await this.site.introduce(peerIdFromString(mate.id), mate.addrs).catch(() => {})
+        }
+        return
+      } catch (err) {
+        this.d.log.debug({ err, seed: seed.toString() }, 'site directory unavailable')
       }
-    } catch (err) {
-      this.d.log.debug({ err }, 'site directory unavailable')
     }
   }
 
