@@ -4,11 +4,11 @@ import { CONFIG_DEFAULTS, loadConfig, type DaemonConfig } from '../daemon/config
 import { startDaemon } from '../daemon/daemon.js'
 import { describeError, parseDuration, parseSize } from './common.js'
 
-const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'channels', 'publishers', 'webhooks'])
+const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'origins', 'channels', 'publishers', 'webhooks'])
 const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime', 'reportInterval'])
 const FIELDS: Array<keyof DaemonConfig> = [
-  'role', 'stateDir', 'enroll', 'listen', 'seeds', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
-  'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link',
+  'role', 'stateDir', 'enroll', 'listen', 'seeds', 'origins', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
+  'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'cacheSize', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link',
   'reportInterval', 'dashboardToken', 'notify', 'webhooks', 'webhookSecret'
 ]
 
@@ -21,6 +21,7 @@ function flagValue (field: keyof DaemonConfig, text: string): unknown {
   if (field === 'mdns') return text === 'true' ? true : text === 'false' ? false : text
   if (LISTS.has(field)) return text === '' ? [] : text.split(',').map(s => s.trim())
   if (field === 'wanRate') return parseSize(text, '--wan-rate')
+  if (field === 'cacheSize') return parseSize(text, '--cache-size')
   if (DURATIONS.has(field)) return parseDuration(text, `--${kebab(field)}`)
   if (field === 'expiryGrace') return Math.round(parseDuration(text, '--expiry-grace') / 1000)
   return text

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
 import { LABEL } from '../core/manifest.js'
+import { normalizeOriginUrl } from '../net/origin-client.js'
 
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -23,6 +24,8 @@ export interface DaemonConfig {
   listen: string[]
   /** Seeds to connect to (multiaddrs with /p2p/<peerId>). */
   seeds: string[]
+  /** Static-HTTP origins (base URLs of a published repository), WAN sources after the seeds. */
+  origins: string[]
   /** enroll.json (endpoint) or seed-enroll.json (seed). */
   enroll: string
   /** Site label; peers with the same label are one site (the swarm issue adds mDNS). */
@@ -43,6 +46,8 @@ export interface DaemonConfig {
   hookTimeout: number
   /** Lifetime of channel heads the seed signs, in ms. */
   headLifetime: number
+  /** Seed only: cache mode when > 0: no full copy, blobs fetched from upstream on demand, LRU-bounded to this many bytes. */
+  cacheSize: number
   /** Seed only: PeerIds allowed to upload releases; empty = any fleet member whose manifest verifies. */
   publishers: string[]
   /** Clock-skew allowance when checking expiry, in seconds. */
@@ -69,6 +74,7 @@ export interface DaemonConfig {
 export const CONFIG_DEFAULTS = {
   listen: ['/ip4/0.0.0.0/tcp/7700'],
   seeds: [] as string[],
+  origins: [] as string[],
   site: null,
   ring: 'broad',
   api: '127.0.0.1:7701',
@@ -78,6 +84,7 @@ export const CONFIG_DEFAULTS = {
   hookTimeout: 300_000,
   headLifetime: 24 * 3600_000,
   publishers: [] as string[],
+  cacheSize: 0,
   expiryGrace: 300,
   logLevel: 'info' as LogLevel,
   mdns: true,
@@ -130,6 +137,12 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   stateDir: str,
   listen: strList,
   seeds: strList,
+  origins: (v, f) => {
+    strList(v, f)
+    return (v as string[]).map((u, i) => {
+      try { return normalizeOriginUrl(u) } catch (err) { throw new ConfigError(`config field "${f}[${i}]": ${(err as Error).message}`) }
+    })
+  },
   enroll: str,
   site: (v, f) => v === null ? null : label(v, f),
   ring: label,
@@ -141,6 +154,7 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   hookTimeout: posInt,
   headLifetime: posInt,
   publishers: strList,
+  cacheSize: nonNegInt,
   expiryGrace: nonNegInt,
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   mdns: (v, f) => { if (typeof v !== 'boolean') throw new ConfigError(`config field "${f}" must be true or false`); return v },
@@ -191,8 +205,11 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   if (cfg.webhooks.length > 0 && cfg.webhookSecret === null) {
     throw new ConfigError('"webhooks" needs "webhookSecret": the file whose contents sign each webhook (X-Shoal-Signature)')
   }
-  if (cfg.role === 'endpoint' && cfg.seeds.length === 0) {
-    throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>)')
+  if (cfg.role === 'endpoint' && cfg.seeds.length === 0 && cfg.origins.length === 0) {
+    throw new ConfigError('an endpoint needs at least one entry in "seeds" (the seed\'s multiaddr with /p2p/<peerId>) or in "origins" (a static-HTTP origin\'s base URL)')
+  }
+  if (cfg.cacheSize > 0 && (cfg.role !== 'seed' || cfg.seeds.length + cfg.origins.length === 0)) {
+    throw new ConfigError('"cacheSize" is for a seed with an upstream: give it "origins" (or full peer "seeds") to fetch from')
   }
   return cfg
 }

@@ -32,6 +32,7 @@ import type { Inventory } from '../fleet/report.js'
 import { RecordStore } from '../rollout/record-store.js'
 import { RolloutEvents } from '../rollout/events.js'
 import { loadWebhookSecret, Webhooks } from '../rollout/webhooks.js'
+import { SeedSync } from './seed-sync.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -149,7 +150,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     cleanups.push(async () => { await node.stop() })
     const metrics = new DaemonMetrics({ role: cfg.role })
     const serverStats = new BlobServerStats()
-    cleanups.push(await registerBlobsProtocol(node, { get: async cid => await blobs.get(cid) }, { stats: serverStats }))
+    let seedSync: SeedSync | undefined
+    // A caching seed (cacheSize > 0) fetches what it lacks from upstream as it is asked.
+    cleanups.push(await registerBlobsProtocol(node, { get: async cid => seedSync?.cache !== undefined ? await seedSync.cache.get(cid) : await blobs.get(cid) }, { stats: serverStats }))
     const client = new BlobClient(node)
     cleanups.push(async () => { await client.close() })
 
@@ -160,7 +163,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     let webhooks: Webhooks | undefined
     const records = new RecordStore(db, root, cfg.expiryGrace)
     const announce = new Announce(node, db, {
-      onPush: (channel, head, from) => endpoint?.onPush(channel, head, from),
+      onPush: (channel, head, from) => { endpoint?.onPush(channel, head, from); seedSync?.onPush(channel, head, from) },
       onRecord: (record, from) => endpoint?.onPushRecord(record, from),
       records: async pkg => await records.load(pkg),
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
@@ -188,6 +191,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       // What endpoint reports reveal (an install failed, a ring finished) goes to the admins too.
       const hooks = webhooks
       if (hooks !== undefined) f.store.onEvent((event, payload) => { hooks.emit(event, payload as unknown as Record<string, unknown>) })
+      seedSync = new SeedSync({ node, db, blobs, client, announce, root, seed, cfg, log, metrics, now })
+      await seedSync.start()
+      cleanups.push(async () => { await seedSync?.stop() })
     } else {
       const installer = new Installer(cfg.installRoot, opts.installer)
       const bucket = new TokenBucket({ rate: cfg.wanRate })

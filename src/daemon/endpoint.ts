@@ -18,6 +18,8 @@ import type { Installer } from '../install/installer.js'
 import type { InstallFile } from '../install/stage.js'
 import type { BlobClient } from '../net/blobs.js'
 import type { BlobStorage } from '../store/blob-store.js'
+import { BlobVerifyError } from '../net/errors.js'
+import { OriginClient } from '../net/origin-client.js'
 import { syncFilesystem } from '../store/fs-util.js'
 import type { ReleaseRecord, StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
@@ -26,6 +28,7 @@ import { PeerScores } from '../swarm/peer-scores.js'
 import { distinctChunks, ReleaseFetch } from '../swarm/release-fetch.js'
 import { Site, type SiteMember } from '../swarm/site.js'
 import type { TokenBucket } from '../swarm/token-bucket.js'
+import { originSource, seedSource, WanSources } from '../swarm/wan-sources.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ShoalNode } from '../net/node.js'
 import type { HostInfo } from './host-info.js'
@@ -124,9 +127,23 @@ export class Endpoint {
   /** The last delta that did not rebuild (its chunks were fetched whole), for status. */
   lastDeltaFallback: DeltaFallback | undefined
   private readonly seeds: Multiaddr[]
+  /** Static-HTTP origins: WAN sources after the seeds (heads, manifests, blobs). */
+  private readonly origins: OriginClient[]
+  private readonly wan: WanSources
+  /** Head polls start at a different source each pass (spreads the load, outruns a stale one). */
+  private pollTurn = Math.floor(Math.random() * 1024)
 
   constructor (private readonly d: EndpointDeps) {
     this.seeds = d.cfg.seeds.map(s => multiaddr(s))
+    this.origins = d.cfg.origins.map(u => new OriginClient(u))
+    this.wan = new WanSources([...this.seeds.map(s => seedSource(d.client, s)), ...this.origins.map(originSource)], d.bucket, (source, cid, err) => {
+      if (err instanceof BlobVerifyError) {
+        d.metrics.badBlobs.inc({ source: source.kind })
+        d.log.warn({ source: source.name, cid, err }, 'a WAN blob failed its cid (tampered or broken mirror); asking the next source')
+      } else {
+        d.log.warn({ source: source.name, cid, err }, 'WAN source failed; asking the next source')
+      }
+    })
     this.site = new Site(d.node, d.cfg.site, {
       haves: () => new Map([...this.haveMaps].map(([id, m]) => [id, m.encode()])),
       // A release not being fetched (installed, or paused) wants exactly what it holds: with delta
@@ -183,6 +200,7 @@ export class Endpoint {
     await this.running?.catch(() => {})
     clearTimeout(hard)
     this.abort.abort()
+    for (const o of this.origins) o.close()
     await this.site.stop()
   }
 
@@ -269,38 +287,55 @@ export class Endpoint {
     }
   }
 
+  /**
+   * Heads from the seeds and origins, one source per pass when it gives a good head for every
+   * channel followed; a source that is unreachable, lacks a channel or sends a refused head (stale,
+   * tampered: a malicious mirror) passes the turn to the next.
+   */
   private async pollHeads (): Promise<void> {
-    for (const seed of this.seeds) {
+    const channels = this.d.cfg.channels
+    const sources = [
+      ...this.seeds.map(seed => ({ name: seed.toString(), heads: async () => await this.d.announce.fetchHeads(seed, channels, this.soft.signal) })),
+      ...this.origins.map(o => ({ name: o.base, heads: async () => await o.heads(channels, this.soft.signal) }))
+    ]
+    const start = this.pollTurn++ % Math.max(1, sources.length)
+    for (const src of [...sources.slice(start), ...sources.slice(0, start)]) {
       let heads: Map<string, Uint8Array>
       try {
-        heads = await this.d.announce.fetchHeads(seed, this.d.cfg.channels, this.soft.signal)
+        heads = await src.heads()
       } catch (err) {
-        this.d.log.warn({ err, seed: seed.toString() }, 'cannot reach seed')
+        this.d.log.warn({ err, source: src.name }, 'cannot reach seed or origin')
         continue
       }
+      let good = 0
       for (const [channel, bytes] of heads) {
         try {
           await this.acceptHead(channel, bytes)
+          good++
         } catch (err) {
-          this.d.log.warn({ err, channel, seed: seed.toString() }, 'channel head refused')
+          this.d.log.warn({ err, channel, source: src.name }, 'channel head refused')
         }
       }
-      return // one seed that answers is enough; the swarm issue spreads the load
+      if (good === channels.length) return
     }
   }
 
   /** With a site label, the seed's directory introduces the label mates mDNS cannot see. */
   private async findLabelMates (): Promise<void> {
     const label = this.d.cfg.site
-    const seed = this.seeds[0]
-    if (label === null || seed === undefined) return
-    try {
-      const addrs = this.d.node.getMultiaddrs().map(a => a.toString())
-      for (const mate of await this.d.announce.siteMates(seed, label, addrs, this.soft.signal)) {
-        await this.site.introduce(peerIdFromString(mate.id), mate.addrs).catch(() => {})
+    if (label === null) return
+    // Each seed's directory is its own: every endpoint asks the first seed that answers, in config
+    // order, so label mates meet at the same one, and at the next when it is down.
+    for (const seed of this.seeds) {
+      try {
+        const addrs = this.d.node.getMultiaddrs().map(a => a.toString())
+        for (const mate of await this.d.announce.siteMates(seed, label, addrs, this.soft.signal)) {
+          await this.site.introduce(peerIdFromString(mate.id), mate.addrs).catch(() => {})
+        }
+        return
+      } catch (err) {
+        this.d.log.debug({ err, seed: seed.toString() }, 'site directory unavailable')
       }
-    } catch (err) {
-      this.d.log.debug({ err }, 'site directory unavailable')
     }
   }
 
@@ -339,7 +374,7 @@ export class Endpoint {
     // Halted before anything was fetched: nothing is fetched.
     if (control.halted && current !== entry.version) { await this.markHalted(name, head, entry, rec); return }
 
-    const { manifest, bytes } = await this.manifestFor(head, entry)
+    const { manifest, bytes } = await this.manifestFor(head, name, entry)
     const payload = openPayload(manifest, this.d.contentKey)
     const base: ReleaseRecord = {
       package: name, version: entry.version, manifestId: entry.manifest, channel: head.channel, seq: entry.seq,
@@ -426,8 +461,8 @@ export class Endpoint {
   }
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
-  private async manifestFor (head: HeadBody, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
-    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest)
+  private async manifestFor (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
+    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest, name, entry.version)
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)
@@ -441,7 +476,7 @@ export class Endpoint {
    * MANIFEST_WAIT_MS for a member to hold it (a 2.5 MB manifest fetched by every endpoint of a site
    * was 12 % of a small update's WAN bytes). Bytes from anyone are checked against the id by the caller.
    */
-  private async fetchManifest (id: string): Promise<Uint8Array> {
+  private async fetchManifest (id: string, name: string, version: string): Promise<Uint8Array> {
     const fromMembers = async (): Promise<Uint8Array | null> => {
       for (const m of this.site.members.values()) {
         if (!m.haves.has(id) || this.scores.isBanned(m.id)) continue
@@ -468,7 +503,15 @@ export class Endpoint {
     for (const seed of this.seeds) {
       try { return await this.d.announce.fetchManifest(seed, id, this.soft.signal) } catch (err) { lastErr = err }
     }
-    throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed`)
+    for (const o of this.origins) {
+      try {
+        const b = await o.manifest(name, version, this.soft.signal)
+        if (manifestId(b) === id) return b
+        lastErr = new ShoalError('ERR_MIX_AND_MATCH', `origin ${o.base} serves ${name}@${version} with another manifest than the head names (stale or tampered origin)`)
+        this.d.log.warn({ origin: o.base, release: `${name}@${version}`, id }, 'origin manifest refused: not the one the head names')
+      } catch (err) { lastErr = err }
+    }
+    throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed or origin`)
   }
 
   private async download (key: string, id: string, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {
@@ -507,7 +550,6 @@ export class Endpoint {
     prog.bytesTotal = prog.bytes + deltas.bytes
     this.progress.set(key, prog)
     if (deltas.want.indices().every(i => have.has(i)) && deltas.viaDelta === 0) return
-    const seed = this.seeds[0] as Multiaddr
     let fetched = 0
     const fetch = new ReleaseFetch({
       self: this.d.node.peerId,
@@ -516,7 +558,7 @@ export class Endpoint {
       store: this.d.blobs,
       client: this.d.client,
       site: this.site,
-      seed,
+      wan: this.wan,
       bucket: this.d.bucket,
       wanRate: this.d.cfg.wanRate,
       weight: ownershipWeight(this.d.host),
@@ -529,7 +571,7 @@ export class Endpoint {
       onStored: async (index, blob) => { await deltas.landed(index, blob) },
       onBlob: async (from, bytes) => {
         fetched++
-        const source = from === 'seed' ? 'seed' : 'lan'
+        const source = from === 'seed' || from === 'origin' ? from : 'lan'
         this.d.metrics.bytesReceived.inc({ source }, bytes)
         this.d.metrics.blobsReceived.inc({ source })
         await this.d.db.counters.add(`bytes.${source}`, bytes)

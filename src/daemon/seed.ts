@@ -4,7 +4,7 @@
 // lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
 import type { PeerId } from '@libp2p/interface'
 import { ShoalError } from '../core/errors.js'
-import { decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
+import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
@@ -127,6 +127,9 @@ export class Seed {
     if (allow.length > 0 && !allow.includes(peer.toString())) {
       this.d.log.warn({ peer: peer.toString() }, 'publish refused: peer not in "publishers"')
       throw new PublishRefusedError(`peer ${peer.toString()} is not in this seed's "publishers" list`)
+    }
+    if (this.d.cfg.cacheSize > 0) {
+      throw new PublishRefusedError('this seed is a cache in front of its origins (cacheSize > 0) and keeps no full copy: publish to the origin\'s repository or to a full seed')
     }
     const { header, parts } = decodeControl(req, what)
     const op = headerString(header, 'op', what)
@@ -259,14 +262,17 @@ export class Seed {
     return bytes === null ? null : decodeHead(bytes).signed
   }
 
-  /** Signs the next head of `channel` with `update` applied to its packages, stores it, pushes it. */
-  async updateHead (channel: string, update: (p: Record<string, HeadEntry>) => Record<string, HeadEntry>): Promise<number> {
+  /**
+   * Signs the next head of `channel` with `update` applied to its packages, stores it, pushes it.
+   * `minSeq`: at least this sequence (a merge with a peer seed's head must outrun both).
+   */
+  async updateHead (channel: string, update: (p: Record<string, HeadEntry>) => Record<string, HeadEntry>, minSeq = 0): Promise<number> {
     const run = async (): Promise<number> => {
       const last = await this.currentHead(channel)
       const now = this.d.now()
       const { bytes, head } = signHead({
         channel,
-        seq: (last?.seq ?? 0) + 1,
+        seq: Math.max((last?.seq ?? 0) + 1, minSeq),
         issued: now,
         expires: new Date(now.getTime() + this.d.cfg.headLifetime),
         packages: update(last?.packages ?? {}),
@@ -277,6 +283,23 @@ export class Seed {
         .then(n => this.d.log.debug({ channel, seq: head.signed.seq, peers: n }, 'head pushed'))
         .catch(err => this.d.log.warn({ err }, 'head push failed'))
       return head.signed.seq
+    }
+    const p = this.headChain.then(run)
+    this.headChain = p.catch(() => {})
+    return await p
+  }
+
+  /**
+   * Stores and pushes a head signed elsewhere (a peer seed, an origin) when it still moves the
+   * channel forward at the time it is its turn (publishes and re-signs run on the same chain).
+   */
+  async adoptHead (channel: string, bytes: Uint8Array, except?: PeerId): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      const last = await this.currentHead(channel)
+      if (checkHeadAdvance(last, decodeHead(bytes).signed) === 'same') return false
+      await storeHead(this.d.db, channel, bytes)
+      this.d.announce.pushToAll(channel, bytes, except).catch(err => this.d.log.warn({ err }, 'head push failed'))
+      return true
     }
     const p = this.headChain.then(run)
     this.headChain = p.catch(() => {})

@@ -1,6 +1,6 @@
 // Fetching one release's blobs with the site (DESIGN §6): the Scheduler decides, this module does.
 // It feeds the scheduler what the site says (hellos, have increments, peers leaving), performs the
-// plan — WAN requests to the seed through the token bucket, LAN requests to site peers —, checks
+// plan — WAN requests to the seeds and origins (./wan-sources.ts) through the token bucket, LAN requests to site peers —, checks
 // every blob against its cid (BlobClient), stores it, tells the site, and scores peers whose blobs
 // fail. A peer's lie costs a retry elsewhere, never a wrong byte.
 //
@@ -8,7 +8,6 @@
 // table (docs/protocol.md §6.7): every peer derives the same list from the same manifest.
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Multiaddr } from '@multiformats/multiaddr'
 import type { ChunkRef } from '../core/manifest.js'
 import { cidFromHex } from '../core/seal.js'
 import type { BlobClient } from '../net/blobs.js'
@@ -19,6 +18,7 @@ import type { PeerScores } from './peer-scores.js'
 import { Scheduler, siteWanShare, WAN, type LanRequest } from './scheduler.js'
 import type { Site, SiteMember } from './site.js'
 import type { TokenBucket } from './token-bucket.js'
+import type { WanSourceKind, WanSources } from './wan-sources.js'
 
 /** After announcing interest, how long to listen for the site's hellos before fetching from the WAN. */
 export const SETTLE_MS = 1_000
@@ -49,7 +49,9 @@ export interface ReleaseFetchOptions {
   store: BlobStorage
   client: BlobClient
   site: Site | undefined
-  seed: Multiaddr
+  /** Seeds and origins, with failover; each attempt takes its bytes from `bucket`. */
+  wan: WanSources
+  /** The WAN budget shared with `wan`: its rate follows the site's share. */
   bucket: TokenBucket
   /** The site's WAN budget (bytes/s, 0 = unlimited), shared among the peers fetching from the WAN. */
   wanRate: number
@@ -59,8 +61,8 @@ export interface ReleaseFetchOptions {
   soft: AbortSignal
   hard: AbortSignal
   progress: FetchProgress
-  /** A verified blob landed; `from` is 'seed' or the LAN peer's id. */
-  onBlob: (from: 'seed' | string, bytes: number) => Promise<void>
+  /** A verified blob landed; `from` is 'seed', 'origin' or the LAN peer's id. */
+  onBlob: (from: WanSourceKind | string, bytes: number) => Promise<void>
   /** A peer sent a blob that failed its cid. */
   onBadBlob?: (peer: string, banned: boolean) => void
   /** My have-map for this release, shared with the site (kept current by this module). */
@@ -222,7 +224,7 @@ export class ReleaseFetch {
     this.running.set(key, ctl)
     const signal = AbortSignal.any([ctl.signal, this.o.hard])
     const done: Promise<void> = this.fetchOne(index, from, signal)
-      .then(async (blob) => {
+      .then(async ({ blob, source }) => {
         const c = this.table[index] as ChunkRef
         // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
         await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true, absent: true })
@@ -232,7 +234,7 @@ export class ReleaseFetch {
         this.o.site?.have(this.o.release, index)
         this.o.progress.blobs++
         this.o.progress.bytes += blob.byteLength
-        await this.o.onBlob(from === WAN ? 'seed' : from, blob.byteLength)
+        await this.o.onBlob(source, blob.byteLength)
       })
       .catch((err: unknown) => {
         this.scheduler.requestFailed(index, from)
@@ -257,13 +259,13 @@ export class ReleaseFetch {
     this.settling.add(done)
   }
 
-  private async fetchOne (index: number, from: string, signal: AbortSignal): Promise<Uint8Array> {
+  private async fetchOne (index: number, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
     const c = this.table[index] as ChunkRef
     const cid = cidFromHex(c.cid)
     if (from === WAN) {
-      await this.o.bucket.take(c.size, AbortSignal.any([signal, this.o.soft]))
-      return await this.o.client.fetch(this.o.seed, cid, c.size, signal)
+      const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft)
+      return { blob, source: source.kind }
     }
-    return await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal)
+    return { blob: await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal), source: from }
   }
 }

@@ -26,15 +26,26 @@ describe('daemon config', () => {
     [{ channels: ['ok', 'bad label!'] }, /"channels\[1\]"/],
     [{ mdns: 'yes' }, /"mdns" must be true or false/],
     [{ link: 'fiber' }, /"link" must be one of/],
-    [{ seeds: [] }, /needs at least one entry in "seeds"/],
+    [{ seeds: [] }, /needs at least one entry in "seeds".* or in "origins"/],
     [{ reportInterval: 0 }, /"reportInterval" must be a whole number > 0/],
     [{ dashboardToken: 'short' }, /"dashboardToken" must be null or a token of 16 to 256/],
     [{ notify: '' }, /"notify" must be a non-empty string/],
     [{ webhooks: ['ftp://example.org/x'], webhookSecret: 's' }, /"webhooks\[0\]" must be an http:\/\/ or https:\/\/ URL/],
-    [{ webhooks: ['https://hooks.example.org/shoal'] }, /"webhooks" needs "webhookSecret"/]
+    [{ webhooks: ['https://hooks.example.org/shoal'] }, /"webhooks" needs "webhookSecret"/],
+    [{ origins: ['ftp://mirror.example/'] }, /"origins\[0\]".*http:\/\/ or https:\/\//],
+    [{ origins: ['https://user:pw@cdn.example/'] }, /"origins\[0\]".*credentials/],
+    [{ origins: ['not a url'] }, /"origins\[0\]".*not a URL/],
+    [{ cacheSize: 1_000_000 }, /"cacheSize" is for a seed/],
+    [{ role: 'seed', seeds: [], cacheSize: 1_000_000 }, /"cacheSize" is for a seed with an upstream/]
   ])('refuses %j by naming the field', (patch, re) => {
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(ConfigError)
     expect(() => parseConfig({ ...base, ...patch }, '/')).toThrow(re)
+  })
+
+  it('takes origins instead of seeds for an endpoint, normalized to one trailing slash', () => {
+    const c = parseConfig({ ...base, seeds: [], origins: ['https://cdn.example/shoal', 'http://127.0.0.1:8080//'] }, '/')
+    expect(c.origins).toEqual(['https://cdn.example/shoal/', 'http://127.0.0.1:8080/'])
+    expect(parseConfig(base, '/').origins).toEqual([])
   })
 
   it('documents every field in docs/config.md', async () => {

@@ -1,0 +1,141 @@
+// OriginClient against a real node:http server on 127.0.0.1 that misbehaves on purpose: oversize
+// bodies (declared and chunked), wrong statuses, a body cut short, bytes that miss their cid.
+import { createHash } from 'node:crypto'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cidToHex } from '../../src/core/seal.js'
+import { BlobVerifyError } from '../../src/net/errors.js'
+import { normalizeOriginUrl, OriginClient, OriginError } from '../../src/net/origin-client.js'
+import { TokenBucket } from '../../src/swarm/token-bucket.js'
+import { WanSources, type WanSource } from '../../src/swarm/wan-sources.js'
+
+const blob = Buffer.from('a blob of ciphertext, as far as anyone outside the fleet can tell')
+const cid = createHash('sha256').update(blob).digest()
+const hex = cidToHex(cid)
+const blobPath = `/o/blobs/${hex.slice(0, 2)}/${hex.slice(2)}`
+
+let server: Server
+let base: string
+const routes = new Map<string, (res: ServerResponse) => void>()
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const h = routes.get(req.url ?? '')
+    if (h === undefined) { res.statusCode = 404; res.end(); return }
+    h(res)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}/o`
+})
+afterAll(async () => { await new Promise(resolve => server.close(resolve)) })
+
+describe('origin URL', () => {
+  it.each([
+    ['https://cdn.example/shoal', 'https://cdn.example/shoal/'],
+    ['http://127.0.0.1:8080', 'http://127.0.0.1:8080/'],
+    ['http://127.0.0.1:8080/a//', 'http://127.0.0.1:8080/a/']
+  ])('normalizes %s', (given, want) => { expect(normalizeOriginUrl(given)).toBe(want) })
+
+  it.each(['ftp://x/', 'file:///srv/repo', 'https://u:p@cdn.example/', 'https://cdn.example/?x=1', 'https://cdn.example/#f', 'cdn.example'])('refuses %s', (u) => {
+    expect(() => normalizeOriginUrl(u)).toThrow(/origin/)
+  })
+})
+
+describe('OriginClient', () => {
+  it('fetches a blob that matches its cid; a missing head is null, a missing blob an error', async () => {
+    routes.set(blobPath, res => { res.end(blob) })
+    const c = new OriginClient(base)
+    try {
+      expect(Buffer.from(await c.blob(cid, blob.length))).toEqual(blob)
+      expect(await c.head('stable')).toBeNull()
+      await expect(c.blob(Buffer.alloc(32, 1), 100)).rejects.toThrow(OriginError)
+    } finally { c.close() }
+  })
+
+  it('refuses bytes that miss the cid, and bodies above the signed size (declared or chunked)', async () => {
+    const c = new OriginClient(base)
+    try {
+      routes.set(blobPath, res => { res.end(Buffer.concat([blob.subarray(0, -1), Buffer.from('!')])) })
+      await expect(c.blob(cid, blob.length)).rejects.toThrow(BlobVerifyError)
+      routes.set(blobPath, res => { res.end(blob) })
+      await expect(c.blob(cid, blob.length - 1)).rejects.toThrow(/larger than the/)
+      // no Content-Length: the reader stops at the bound
+      routes.set(blobPath, res => { res.write(blob); res.write(Buffer.alloc(1 << 20)); res.end() })
+      await expect(c.blob(cid, blob.length)).rejects.toThrow(BlobVerifyError)
+    } finally { c.close() }
+  })
+
+  it('refuses other statuses and a body cut short', async () => {
+    const c = new OriginClient(base)
+    try {
+      routes.set(blobPath, res => { res.statusCode = 500; res.end('oops') })
+      await expect(c.blob(cid, blob.length)).rejects.toThrow(/HTTP 500/)
+      routes.set('/o/heads/stable.json', res => { res.statusCode = 403; res.end() })
+      await expect(c.head('stable')).rejects.toThrow(/HTTP 403/)
+      routes.set(blobPath, res => {
+        res.setHeader('content-length', String(blob.length))
+        res.write(blob.subarray(0, 10))
+        setTimeout(() => { res.destroy() }, 20)
+      })
+      await expect(c.blob(cid, blob.length)).rejects.toThrow(OriginError)
+    } finally { c.close() }
+  })
+
+  it('percent-encodes the version of a manifest path (build metadata)', async () => {
+    routes.set('/o/manifests/app/1.0.0%2Bbuild.5.json', res => { res.end('{}') })
+    const c = new OriginClient(base)
+    try {
+      expect(Buffer.from(await c.manifest('app', '1.0.0+build.5')).toString()).toBe('{}')
+    } finally { c.close() }
+  })
+})
+
+describe('WanSources', () => {
+  const source = (kind: 'seed' | 'origin', name: string, behave: () => Uint8Array | Error, calls: string[]): WanSource => ({
+    kind,
+    name,
+    fetch: async () => {
+      calls.push(name)
+      const r = behave()
+      if (r instanceof Error) throw r
+      return r
+    }
+  })
+
+  it('fails over in order, puts a failed source at the back for a while, and reports every failure', async () => {
+    let t = 0
+    const calls: string[] = []
+    const failures: string[] = []
+    let seedUp = false
+    const sources = [
+      source('seed', 'seed', () => seedUp ? blob : new OriginError('seed', 'down'), calls),
+      source('origin', 'bad', () => new BlobVerifyError('bad', hex, 'tampered'), calls),
+      source('origin', 'good', () => blob, calls)
+    ]
+    const wan = new WanSources(sources, new TokenBucket({ rate: 0 }), (s) => failures.push(s.name), () => t)
+    const r1 = await wan.fetch(cid, blob.length, new AbortController().signal)
+    expect(r1.source.name).toBe('good')
+    expect(calls).toEqual(['seed', 'bad', 'good'])
+    expect(failures).toEqual(['seed', 'bad'])
+    calls.length = 0
+    await wan.fetch(cid, blob.length, new AbortController().signal)
+    expect(calls).toEqual(['good']) // both failed ones wait at the back
+    seedUp = true
+    t += 60_000
+    calls.length = 0
+    expect((await wan.fetch(cid, blob.length, new AbortController().signal)).source.name).toBe('seed')
+    expect(calls).toEqual(['seed'])
+  })
+
+  it('throws the last error when every source fails, and stops at once when aborted', async () => {
+    const calls: string[] = []
+    const wan = new WanSources([source('seed', 'a', () => new OriginError('a', 'down'), calls), source('origin', 'b', () => new OriginError('b', 'gone'), calls)], new TokenBucket({ rate: 0 }))
+    await expect(wan.fetch(cid, 10, new AbortController().signal)).rejects.toThrow(/origin b: gone/)
+    const ctl = new AbortController()
+    ctl.abort()
+    calls.length = 0
+    await expect(new WanSources([source('seed', 'a', () => { throw new Error('never') }, calls)], new TokenBucket({ rate: 1000 })).fetch(cid, 10, ctl.signal)).rejects.toThrow()
+    expect(calls).toEqual([])
+    await expect(new WanSources([], new TokenBucket({ rate: 0 })).fetch(cid, 10, new AbortController().signal)).rejects.toThrow(/ERR_NET_NO_SOURCE|no WAN source/)
+  })
+})
