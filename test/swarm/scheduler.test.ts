@@ -421,7 +421,7 @@ describe('Scheduler decisions', () => {
     expect(s.fetchingWan).toBe(true)
   })
 
-  it('plans a large release in one cheap pass per event', () => {
+  it('plans a large release pass by pass, filling every peer\'s slots', () => {
     const n = 20_000
     const table = cids(n)
     const s = new Scheduler({ self: 'me', weight: 40, cids: table, wanInFlight: 8, perPeerInFlight: 8 })
@@ -430,14 +430,14 @@ describe('Scheduler decisions', () => {
       for (let i = k; i < n; i += 3) m.set(i)
       s.peerJoined(`peer-${k}`, 40, m)
     }
-    for (const r of s.plan().lan) s.chunkLanded(r.index, r.peer) // warm-up
-    const t0 = performance.now()
+    for (const r of s.plan().lan) s.chunkLanded(r.index, r.peer)
     for (let round = 0; round < 200; round++) {
       const plan = s.plan()
       for (const r of plan.lan) s.chunkLanded(r.index, r.peer)
     }
+    // Each pass fills every peer's slots, no more. What a pass costs is measured in the scale
+    // bench (bench/scale.ts, docs/scale.md), not timed here.
     expect(s.missing).toBe(n - 201 * 80)
-    expect(performance.now() - t0).toBeLessThan(4000) // ~ms per plan, with room for a loaded CI box
   })
 
   it('shares the site WAN budget among the peers fetching from the WAN now', () => {
