@@ -7,13 +7,13 @@
 // name in the same folder and renamed; readers never see a partial blob, a crash leaves at most a
 // temp file that the next open removes.
 import { createHash } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { InvalidArgumentError, OversizeError } from '../core/errors.js'
-import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
-import { fsyncDir, isNotFound, mapDiskFull, processAlive, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
-import { BlobIo } from './blob-io.js'
+import { BlobCidMismatchError, cidFromHex, cidToHex, MAX_BLOB_BYTES } from '../core/seal.js'
+import { fsyncDir, isNotFound, mapDiskFull, processAlive, readFileCapped, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
+import { BlobIo, BlobIoError } from './blob-io.js'
 
 export { BlobCidMismatchError } from '../core/seal.js'
 export { StorageFullError } from './fs-util.js'
@@ -113,7 +113,13 @@ export class BlobStore {
     const path = this.pathHex(hex)
     let read = this.reading.get(hex)
     if (read === undefined) {
-      read = this.io.read(path)
+      // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted), and is
+      // refused after that many bytes rather than read whole.
+      read = this.io.read(path, MAX_BLOB_BYTES).catch(async (err: unknown) => {
+        if (!(err instanceof BlobIoError && err.code === 'ERR_OVERSIZE')) throw err
+        await unlinkQuiet(path)
+        return null
+      })
       this.reading.set(hex, read)
       void read.finally(() => this.reading.delete(hex)).catch(() => {})
     }
@@ -214,10 +220,11 @@ export class BlobStore {
       const hex = cidToHex(cid)
       let blob: Buffer
       try {
-        blob = await readFile(this.pathHex(hex))
+        blob = await readFileCapped(this.pathHex(hex), MAX_BLOB_BYTES, 'blob')
       } catch (err) {
         if (isNotFound(err)) continue
-        throw err
+        if (!(err instanceof OversizeError)) throw err
+        blob = Buffer.alloc(0) // larger than any blob: cannot match its cid
       }
       if (sha256Hex(blob) === hex) {
         ok++
