@@ -108,20 +108,28 @@ export function mutateBytes (rng: Rng, input: Uint8Array, others: readonly Uint8
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
+const built = new Map<string, string>()
+/** The large hostile texts are the same every time: built once per worker. */
+function memo (key: string, make: () => string): string {
+  let v = built.get(key)
+  if (v === undefined) { v = make(); built.set(key, v) }
+  return v
+}
+
 /** Raw JSON texts a decoder must survive; substituted for a value or a key's value. */
 function hostileJson (rng: Rng): string {
   switch (rng.int(14)) {
-    case 0: { const n = rng.pick([100, 1000, 10_000, 100_000]); return '['.repeat(n) + ']'.repeat(n) }
-    case 1: { const n = rng.pick([100, 10_000, 50_000]); return '{"a":'.repeat(n) + '1' + '}'.repeat(n) }
+    case 0: { const n = rng.pick([100, 1000, 10_000, 100_000]); return memo(`[${n}`, () => '['.repeat(n) + ']'.repeat(n)) }
+    case 1: { const n = rng.pick([100, 10_000, 50_000]); return memo(`{${n}`, () => '{"a":'.repeat(n) + '1' + '}'.repeat(n)) }
     case 2: return rng.pick(['9007199254740992', '9007199254740993', '18446744073709551616', '1e308', '1e999', '-1e999', '123456789012345678901234567890'])
     case 3: return rng.pick(['-1', '-0', '0.5', '1.0', '1e2', '-9007199254740992', '4294967296', '4294967295', '65536'])
     case 4: return '{"__proto__":{"polluted":true}}'
     case 5: return '{"constructor":{"prototype":{"polluted":true}},"toString":1,"hasOwnProperty":2}'
     case 6: return rng.pick(['null', 'true', 'false', '[]', '{}', '""', '[null]', '[{}]'])
-    case 7: return JSON.stringify('x'.repeat(rng.pick([256, 4097, 70_000, 1_100_000])))
+    case 7: { const n = rng.pick([256, 4097, 70_000, 1_100_000]); return memo(`s${n}`, () => JSON.stringify('x'.repeat(n))) }
     case 8: return rng.pick(['"\\ud800"', '"\\u0000"', '"../../etc/passwd"', '"/abs"', '"a\\u0000b"', '"\\u202e"', '"é"', '"2026-02-30T00:00:00Z"', '"9999-12-31T23:59:59Z"'])
-    case 9: return '[' + new Array(rng.pick([1000, 100_000])).fill('0').join(',') + ']'
-    case 10: return '{' + Array.from({ length: rng.pick([100, 10_000]) }, (_, i) => `"k${i}":${i}`).join(',') + '}'
+    case 9: { const n = rng.pick([1000, 100_000]); return memo(`a${n}`, () => '[' + new Array(n).fill('0').join(',') + ']') }
+    case 10: { const n = rng.pick([100, 10_000]); return memo(`o${n}`, () => '{' + Array.from({ length: n }, (_, i) => `"k${i}":${i}`).join(',') + '}') }
     case 11: return JSON.stringify('a'.repeat(64)) // a plausible hex-ish string of the wrong alphabet
     case 12: return JSON.stringify('0'.repeat(rng.pick([63, 64, 65, 86, 88])))
     default: return String(rng.u32())
