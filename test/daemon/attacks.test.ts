@@ -4,6 +4,9 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { loadHead, storeHead } from '../../src/daemon/announce.js'
+import type { Daemon } from '../../src/daemon/daemon.js'
+import { snapshot } from '../helpers/tree.js'
 import { Fleet, installedVersion, makeTree, until } from './helpers.js'
 
 let fleet: Fleet | undefined
@@ -45,4 +48,48 @@ describe('outsiders and fleet peers without the content key', () => {
     expect(seedFiles.some(f => f.includes('blobs'))).toBe(true)
     expect(await filesContaining(seed.cfg.stateDir, needles)).toEqual([])
   }, 120_000)
+})
+
+/** A seed and one endpoint with v1 then v2 installed; returns the head the seed served for v1. */
+async function twoReleases (name: string, endpointClock?: () => Date): Promise<{ f: Fleet, seed: Daemon, ep: Daemon, v2dir: string, headV1: Uint8Array }> {
+  const f = fleet = await Fleet.create(name)
+  const seed = await f.startSeed()
+  const ep = await f.startEndpoint('e1', {}, endpointClock === undefined ? {} : { now: endpointClock })
+  const p1 = await f.publish(await makeTree(join(f.dir, 'src-v1'), 1), '1.0.0')
+  await f.push(p1.manifestPath)
+  await until(async () => await installedVersion(ep) === '1.0.0', 60_000, 'v1 installed')
+  const headV1 = (await loadHead(seed.db, 'stable'))!
+  const v2dir = await makeTree(join(f.dir, 'src-v2'), 2)
+  const p2 = await f.publish(v2dir, '2.0.0')
+  await f.push(p2.manifestPath)
+  await until(async () => await installedVersion(ep) === '2.0.0', 60_000, 'v2 installed')
+  return { f, seed, ep, v2dir, headV1 }
+}
+
+const headStatus = async (d: Daemon) => (await d.status()).heads.find(h => h.channel === 'stable')
+
+describe('a seed that lies about the channel head', () => {
+  it('rollback: the seed replays the older, validly signed head; the endpoint refuses it, says so, and keeps v2', async () => {
+    const { seed, ep, v2dir, headV1 } = await twoReleases('attack-rollback')
+    expect((await headStatus(ep))?.seq).toBe(2)
+    await storeHead(seed.db, 'stable', headV1) // what a compromised seed (or a replaying MITM) serves
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_ROLLBACK') === true, 30_000, 'rollback reported')
+    const h = await headStatus(ep)
+    expect(h).toMatchObject({ seq: 2, stale: false })
+    expect(h?.error).toMatch(/sequence|older|seq/i)
+    expect(await installedVersion(ep)).toBe('2.0.0')
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
+  }, 180_000)
+
+  it('indefinite freeze: the head the seed serves has expired for the endpoint; it reports stale and keeps v2', async () => {
+    let skew = 0
+    const { seed, ep, v2dir } = await twoReleases('attack-freeze', () => new Date(Date.now() + skew))
+    const served = (await loadHead(seed.db, 'stable'))!
+    const expires = Date.parse((JSON.parse(Buffer.from(served).toString()) as { signed: { expires: string } }).signed.expires)
+    // the endpoint's clock moves past the head's expiry (+ grace) while the seed keeps serving it
+    skew = expires - Date.now() + (ep.cfg.expiryGrace + 60) * 1000
+    await until(async () => (await headStatus(ep))?.stale === true && (await headStatus(ep))?.error?.includes('ERR_EXPIRED') === true, 30_000, 'stale head reported')
+    expect(await installedVersion(ep)).toBe('2.0.0')
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
+  }, 180_000)
 })
