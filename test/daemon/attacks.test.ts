@@ -93,3 +93,29 @@ describe('a seed that lies about the channel head', () => {
     expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
   }, 180_000)
 })
+
+describe('a seed that serves the wrong software', () => {
+  it('another validly signed manifest (another package) under the id the head names is refused; nothing is installed', async () => {
+    const f = fleet = await Fleet.create('attack-wrong-package')
+    const seed = await f.startSeed()
+    let ep = await f.startEndpoint('e1')
+    const v1dir = await makeTree(join(f.dir, 'src-v1'), 1)
+    await f.push((await f.publish(v1dir, '1.0.0')).manifestPath)
+    await until(async () => await installedVersion(ep) === '1.0.0', 60_000, 'v1 installed')
+    // the endpoint is away while v2 is published, and the seed swaps v2's manifest for a valid
+    // manifest of another package (same publisher keys, same channel) before it comes back
+    const cfg = ep.cfg
+    await f.stopDaemon(ep)
+    const p2 = await f.publish(await makeTree(join(f.dir, 'src-v2'), 2), '2.0.0')
+    await f.push(p2.manifestPath)
+    const other = await f.publish(await makeTree(join(f.dir, 'src-tool'), 3), '9.0.0', { package: 'tool' })
+    await seed.db.manifests.put(p2.manifestId, await readFile(other.manifestPath))
+    ep = await f.start(cfg)
+    await until(async () => (await ep.status()).packages.some(p => p.name === 'app' && p.error !== undefined), 30_000, 'refusal reported')
+    const app = (await ep.status()).packages.find(p => p.name === 'app')!
+    expect(app.installed).toBe('1.0.0')
+    expect(app.error?.code).toMatch(/ERR_MIX_AND_MATCH|ERR_WRONG_PACKAGE/)
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v1dir))
+    expect(await readdir(ep.cfg.installRoot)).toEqual(['app'])
+  }, 180_000)
+})
