@@ -25,6 +25,7 @@ import { decodeRpcReply, decodeRpcRequest } from '../../src/net/rpc.js'
 import { decodeAdmitNonce, decodeAdmitProof, decodeAdmitReply, ADMIT_MAX_FRAME } from '../../src/net/admission.js'
 import { HaveMap, encodeIncrement, decodeIncrement } from '../../src/swarm/have-map.js'
 import { decodeHello, decodeHaveRequest } from '../../src/swarm/site.js'
+import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestReply, decodeSiteReply } from '../../src/daemon/announce.js'
 
 export interface FuzzTarget {
   /** Valid encodings that mutation starts from. */
@@ -198,6 +199,24 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
       if (r.op === 'hello') return decodeHello(input)
       if (r.increment !== undefined) decodeIncrement(r.increment, 16)
       return r
+    }
+  }),
+
+  'announce messages': () => ({
+    seeds: [
+      encodeControl({ op: 'heads', channels: ['stable', 'beta'] }), encodeControl({ op: 'manifest', id: hex('a') }),
+      encodeControl({ op: 'push', channel: 'stable' }, [enc.encode('{"signed":{}}')]), encodeControl({ op: 'site', site: 'office', addrs: ['/ip4/127.0.0.1/tcp/1'] }),
+      encodeControl({ channels: ['stable', 'beta'] }, [enc.encode('{"a":1}'), enc.encode('{"b":2}')]), encodeControl({}, [enc.encode('{"m":1}')]),
+      encodeControl({ peers: [{ id: '12D3KooWLRPJAA5o6Z6ZSe8LG9uAR3xWYoUu2MP5PCPRLNCtzuEz', addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
+    ],
+    // the length picks the decoder, so mutations carry every seed to every decoder
+    decode: (input) => {
+      switch (input.byteLength % 4) {
+        case 0: return decodeAnnounceRequest(input)
+        case 1: return decodeHeadsReply(input, ['stable', 'beta'])
+        case 2: return decodeManifestReply(input, hex('a'))
+        default: return decodeSiteReply(input)
+      }
     }
   }),
 
