@@ -17,6 +17,7 @@ import { sealChunk, cidToHex, MAX_BLOB_BYTES } from '../../src/core/seal.js'
 import { parseConfig, loadConfig, ConfigError, MAX_CONFIG_BYTES } from '../../src/daemon/config.js'
 import { encodeControl } from '../../src/net/control.js'
 import { decodeHello } from '../../src/swarm/site.js'
+import { decodeSiteReply } from '../../src/daemon/announce.js'
 import { readFileCapped } from '../../src/store/fs-util.js'
 import { BlobStore } from '../../src/store/blob-store.js'
 import { RepoLayout } from '../../src/store/repo.js'
@@ -79,6 +80,15 @@ describe('decoders the fuzzer broke, now refusing with a typed error', () => {
   it('a have hello with a bitfield longer than the largest chunk table is refused', () => {
     const bits = new Uint8Array(500_001)
     expect(refusal(() => decodeHello(encodeControl({ op: 'hello', site: null, weight: 1, wan: false, lan: false, releases: ['a'.repeat(64)] }, [bits]))).message).toMatch(/bitfield is longer/)
+  })
+})
+
+describe('announce site directory reply', () => {
+  it('skips entries with more addresses, longer addresses or a longer id than a request may carry', () => {
+    const id = '12D3KooWLRPJAA5o6Z6ZSe8LG9uAR3xWYoUu2MP5PCPRLNCtzuEz'
+    const addrs = (n: number, len = 20): string[] => Array.from({ length: n }, (_, i) => `/ip4/10.0.0.${i}/tcp/1`.padEnd(len, '0'))
+    const reply = encodeControl({ peers: [{ id, addrs: addrs(16) }, { id, addrs: addrs(17) }, { id, addrs: addrs(1, 2000) }, { id: 'x'.repeat(200), addrs: addrs(1) }, { id, addrs: 'nope' }] })
+    expect(decodeSiteReply(reply)).toEqual([{ id, addrs: addrs(16) }])
   })
 })
 
