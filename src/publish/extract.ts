@@ -26,8 +26,8 @@ export async function extractRelease (o: ExtractOptions): Promise<ExtractResult>
   const payload = openPayload(manifest, contentKey)
   const blobs = await BlobStore.open(o.repoDir)
   const chunks = manifest.signed.chunks
-  const getBlob = async (cid: Uint8Array): Promise<Uint8Array> => {
-    const blob = await blobs.get(cid)
+  const getBlob = async (cid: Uint8Array, size: number): Promise<Uint8Array> => {
+    const blob = await blobs.get(cid, { maxSize: size }) // reads stop at the signed length
     if (blob === null) throw new MissingBlobError(cidToHex(cid), o.repoDir)
     return blob
   }

@@ -41,6 +41,12 @@ export interface PutOptions {
 export interface GetOptions {
   /** Re-hash the bytes read; a blob damaged on disk is deleted and reported absent (null). */
   verify?: boolean
+  /**
+   * The blob's signed length (the manifest's chunk size): a file holding more is refused with
+   * OversizeError after that many bytes + 1, never read whole. Default MAX_BLOB_BYTES, past which
+   * a file is dropped as damaged.
+   */
+  maxSize?: number
 }
 
 const PREFIX = /^[0-9a-f]{2}$/
@@ -111,17 +117,21 @@ export class BlobStore {
   async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
     const hex = cidToHex(cid)
     const path = this.pathHex(hex)
-    let read = this.reading.get(hex)
+    const max = opts.maxSize ?? MAX_BLOB_BYTES
+    if (!Number.isSafeInteger(max) || max < 0 || max > MAX_BLOB_BYTES) throw new InvalidArgumentError(`maxSize must be an integer 0…${MAX_BLOB_BYTES}, got ${max}`)
+    const readKey = max === MAX_BLOB_BYTES ? hex : `${hex}/${max}`
+    let read = this.reading.get(readKey)
     if (read === undefined) {
-      // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted), and is
-      // refused after that many bytes rather than read whole.
-      read = this.io.read(path, MAX_BLOB_BYTES).catch(async (err: unknown) => {
+      read = this.io.read(path, max).catch(async (err: unknown) => {
         if (!(err instanceof BlobIoError && err.code === 'ERR_OVERSIZE')) throw err
+        // Longer than its signed length: the manifest and the file disagree; nothing more is read.
+        if (max !== MAX_BLOB_BYTES) throw new OversizeError(`blob ${hex} on disk`, max)
+        // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted).
         await unlinkQuiet(path)
         return null
       })
-      this.reading.set(hex, read)
-      void read.finally(() => this.reading.delete(hex)).catch(() => {})
+      this.reading.set(readKey, read)
+      void read.finally(() => this.reading.delete(readKey)).catch(() => {})
     }
     const blob = await read
     if (blob === null) return null

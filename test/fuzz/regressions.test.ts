@@ -138,13 +138,17 @@ describe('size caps enforced while reading', () => {
     expect(await repo.readManifestBytes('app', '2.0.0')).toBeNull()
   })
 
-  it('a blob file larger than any blob is not read whole: get() drops it as damaged', async () => {
+  it('blob reads stop at the signed length; a file larger than any blob is dropped as damaged', async () => {
     const d = await tmp()
     const store = await BlobStore.open(join(d, 'state'))
     try {
       const good = sealChunk(new Uint8Array(32).fill(7), enc.encode('hello blob'))
       await store.put(good.cid, good.blob)
       expect(await store.get(good.cid)).not.toBeNull()
+      // a read stops at the signed length the caller gives: exactly it is fine, one byte less is refused
+      expect((await store.get(good.cid, { maxSize: good.blob.byteLength }))?.byteLength).toBe(good.blob.byteLength)
+      await expect(store.get(good.cid, { maxSize: good.blob.byteLength - 1 })).rejects.toBeInstanceOf(OversizeError)
+      expect(await store.get(good.cid)).not.toBeNull() // refused, not deleted: the file may be right and the caller wrong
       // a planted or damaged file under another cid, past MAX_BLOB_BYTES (sparse)
       const fake = new Uint8Array(32).fill(0xab)
       const path = store.path(fake)
