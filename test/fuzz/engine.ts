@@ -19,6 +19,12 @@ export interface Failure {
   inputHead?: string
 }
 
+/** A worker's job (worker.ts); its counts are Int32 slots of `progress`, `maxMs` the Float64 after them. */
+export interface WorkerJob { target: string, seed: number, from: number, to: number, progress: SharedArrayBuffer, maxFailures: number }
+export type WorkerMessage = { kind: 'failure', failure: Failure } | { kind: 'done' }
+export const SLOT = { index: 0, inputs: 1, accepted: 2, typed: 3, failed: 4, maxIndex: 5 } as const
+export const PROGRESS_BYTES = 8 * 4 + 8
+
 const enc = new TextEncoder()
 const randomBytes = fc.uint8Array({ maxLength: 512 })
 const randomJson = fc.json({ depthSize: 'medium' }).map(s => enc.encode(s))
