@@ -146,6 +146,7 @@ function containers (v: Json, out: Array<Json[] | Record<string, Json>> = [], de
   return out
 }
 
+const MAX_JSON_TEXT = 4 * 1024 * 1024
 const PLACEHOLDER = (i: number): string => `\u0000fuzz-placeholder-${i}\u0000`
 
 /**
@@ -175,7 +176,7 @@ function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
       const i = rng.int(c.length + 1)
       switch (rng.int(4)) {
         case 0: c.splice(i, 1); break
-        case 1: c.splice(i, 0, c[i] ?? hostile()); break // duplicate an entry
+        case 1: c.splice(i, 0, c[i] === undefined ? hostile() : structuredClone(c[i])); break // duplicate an entry (a copy: shared subtrees would make repeated edits grow the text exponentially)
         default: c[Math.min(i, Math.max(0, c.length - 1))] = hostile()
       }
     } else {
@@ -198,5 +199,7 @@ function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
     text = JSON.stringify(v) // numbers beyond the canonical profile, lone surrogates…
   }
   text = text.replace(/"\\u0000fuzz-placeholder-(\d+)\\u0000"/g, (_m, i: string) => raw[Number(i)]!)
+  // stacked edits of megabyte values: past this, mutate bytes instead (every cap under test is ≤ 2 MiB but the manifest's)
+  if (text.length > MAX_JSON_TEXT) return undefined
   return enc.encode(text)
 }
