@@ -1,7 +1,6 @@
 import type { Command } from 'commander'
-import { readFile } from 'node:fs/promises'
-import { decodeRoot, verifyRoot } from '../core/root.js'
-import { decodeManifest, manifestId, verifyManifest } from '../core/manifest.js'
+import { decodeRoot, verifyRoot, MAX_ROOT_BYTES } from '../core/root.js'
+import { decodeManifest, manifestId, verifyManifest, MAX_MANIFEST_BYTES } from '../core/manifest.js'
 import { describeError, exitCodeFor, printJson } from './common.js'
 import { readInput } from './files.js'
 
@@ -18,9 +17,9 @@ Example:
     .action(async (file: string, o: { root: string, json?: boolean }) => {
       try {
         const now = new Date()
-        const root = decodeRoot(await readInput(o.root, 'root'))
+        const root = decodeRoot(await readInput(o.root, 'root', MAX_ROOT_BYTES))
         verifyRoot(root, now)
-        const bytes = await readFile(file)
+        const bytes = await readInput(file, 'manifest', MAX_MANIFEST_BYTES)
         const m = decodeManifest(bytes)
         verifyManifest(m, root, now)
         const res = { valid: true, manifestId: manifestId(bytes), package: m.signed.package, version: m.signed.version, seq: m.signed.seq, channel: m.signed.channel, expires: m.signed.expires, chunks: m.signed.chunks.length, signatures: m.signatures.length }

@@ -3,7 +3,7 @@
 //   seed-enroll.json  seeds: the pinned root, the network key and the online head-signing key —
 //                     never the fleet secret, so a seed cannot derive the content key
 //   fleet.secret      the fleet secret alone, for the publisher's keys folder
-import { DecodeError, OversizeError } from './errors.js'
+import { DecodeError, OversizeError, quoteValue } from './errors.js'
 import { decodeRoot, type SignedRoot } from './root.js'
 import { decodePrivateKeyFile, encodePrivateKeyFile, type KeyPair } from './keys.js'
 import { FLEET_SECRET_BYTES } from './fleet-keys.js'
@@ -29,12 +29,22 @@ function parseObject (bytes: Uint8Array, what: string): Record<string, unknown> 
 }
 
 function checkShape (o: Record<string, unknown>, what: string, type: string, fields: string[]): void {
-  if (o.type !== type) throw new DecodeError(what, `"type" is ${JSON.stringify(o.type)}, expected "${type}" (is this the right file?)`)
-  if (o.version !== 1) throw new DecodeError(what, `unsupported version ${JSON.stringify(o.version)} (this shoal reads version 1)`)
+  if (o.type !== type) throw new DecodeError(what, `"type" is ${quoteValue(o.type)}, expected "${type}" (is this the right file?)`)
+  if (o.version !== 1) throw new DecodeError(what, `unsupported version ${quoteValue(o.version)} (this shoal reads version 1)`)
   for (const k of Object.keys(o)) {
     if (k !== 'type' && k !== 'version' && !fields.includes(k)) throw new DecodeError(what, `unknown field "${k}"`)
   }
   for (const f of fields) if (!(f in o)) throw new DecodeError(what, `missing field "${f}"`)
+}
+
+// An embedded document handed on to its own decoder as bytes. JSON.parse takes any depth, but
+// JSON.stringify recurses: a hostile bundle nested deeper than the stack is refused here.
+function reencode (v: unknown, what: string, field: string): Uint8Array {
+  try {
+    return enc.encode(JSON.stringify(v))
+  } catch (err) {
+    throw new DecodeError(what, `"${field}" is nested too deeply to be a ${field === 'root' ? 'root' : 'key file'}`, { cause: err })
+  }
 }
 
 export function hexBytes (value: unknown, len: number, what: string, field: string): Uint8Array {
@@ -68,7 +78,7 @@ export function decodeEndpointEnrollment (bytes: Uint8Array): EndpointEnrollment
   const o = parseObject(bytes, what)
   checkShape(o, what, 'shoal-enroll', ['root', 'fleetSecret'])
   return {
-    root: decodeRoot(enc.encode(JSON.stringify(o.root))),
+    root: decodeRoot(reencode(o.root, what, 'root')),
     fleetSecret: hexBytes(o.fleetSecret, FLEET_SECRET_BYTES, what, 'fleetSecret')
   }
 }
@@ -82,10 +92,10 @@ export function decodeSeedEnrollment (bytes: Uint8Array): SeedEnrollment {
   const what = 'seed-enroll.json'
   const o = parseObject(bytes, what)
   checkShape(o, what, 'shoal-seed-enroll', ['root', 'networkKey', 'onlineKey'])
-  const online = decodePrivateKeyFile(enc.encode(JSON.stringify(o.onlineKey)))
+  const online = decodePrivateKeyFile(reencode(o.onlineKey, what, 'onlineKey'))
   if (online.role !== 'online') throw new DecodeError(what, `"onlineKey" holds a ${online.role} key, expected the online key`)
   return {
-    root: decodeRoot(enc.encode(JSON.stringify(o.root))),
+    root: decodeRoot(reencode(o.root, what, 'root')),
     networkKey: hexBytes(o.networkKey, 32, what, 'networkKey'),
     onlineKey: online.key
   }

@@ -32,3 +32,15 @@ export class InvalidArgumentError extends ShoalError {
     super('ERR_INVALID_ARGUMENT', message, options)
   }
 }
+
+/**
+ * A decoded JSON value as a message may quote it: strings quoted and cut to 80 characters, other
+ * scalars as they are, containers by kind only — JSON.stringify of a hostile value can be
+ * megabytes long or nested deeper than the stack (a RangeError instead of the refusal).
+ */
+export function quoteValue (v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 80 ? v.slice(0, 80) + '…' : v)
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return String(v)
+  if (v === undefined) return 'missing'
+  return Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`
+}

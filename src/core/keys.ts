@@ -6,7 +6,7 @@ import { ed25519 as nobleEd25519 } from '@noble/curves/ed25519.js'
 import { eddsa } from '@noble/curves/abstract/edwards.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { canonicalBytes } from './canonical.js'
-import { ShoalError, DecodeError, OversizeError, InvalidArgumentError } from './errors.js'
+import { ShoalError, DecodeError, OversizeError, InvalidArgumentError, quoteValue } from './errors.js'
 
 export interface PublicKey { keytype: 'ed25519', public: string /* 64 lowercase hex */ }
 export interface KeyPair { keyid: string, publicKey: Uint8Array, secretKey: Uint8Array }
@@ -20,7 +20,7 @@ const ROLE_NAME = /^[a-z][a-z0-9-]{0,31}$/
 
 export class UnknownKeyTypeError extends ShoalError {
   constructor (where: string, keytype: unknown) {
-    super('ERR_UNKNOWN_KEYTYPE', `${where} has key type ${JSON.stringify(keytype)}; this shoal only accepts "ed25519" (is the file from a newer shoal?)`)
+    super('ERR_UNKNOWN_KEYTYPE', `${where} has key type ${quoteValue(keytype)}; this shoal only accepts "ed25519" (is the file from a newer shoal?)`)
   }
 }
 
@@ -112,8 +112,8 @@ export function decodePrivateKeyFile (bytes: Uint8Array): { role: string, key: K
   }
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new DecodeError(what, 'not a JSON object')
   const f = o as Record<string, unknown>
-  if (f.type !== KEY_FILE_TYPE) throw new DecodeError(what, `"type" is ${JSON.stringify(f.type)}, expected "${KEY_FILE_TYPE}" (is this a key file?)`)
-  if (f.version !== 1) throw new DecodeError(what, `unsupported version ${JSON.stringify(f.version)} (this shoal reads version 1)`)
+  if (f.type !== KEY_FILE_TYPE) throw new DecodeError(what, `"type" is ${quoteValue(f.type)}, expected "${KEY_FILE_TYPE}" (is this a key file?)`)
+  if (f.version !== 1) throw new DecodeError(what, `unsupported version ${quoteValue(f.version)} (this shoal reads version 1)`)
   for (const k of Object.keys(f)) if (!KEY_FILE_FIELDS.includes(k)) throw new DecodeError(what, `unknown field "${k}"`)
   for (const k of KEY_FILE_FIELDS) if (!(k in f)) throw new DecodeError(what, `missing field "${k}"`)
   if (f.keytype !== KEYTYPE_ED25519) throw new UnknownKeyTypeError(what, f.keytype)

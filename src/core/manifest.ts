@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
-import { ShoalError, DecodeError, InvalidArgumentError } from './errors.js'
+import { ShoalError, DecodeError, InvalidArgumentError, quoteValue } from './errors.js'
 import type { KeyPair } from './keys.js'
 import { checkRootFresh, type SignedRoot } from './root.js'
 import { canonicalBytes } from './canonical.js'
@@ -220,7 +220,7 @@ export function decodeManifest (bytes: Uint8Array): SignedManifest {
   })
   const p = obj(b.payload, what, 'payload', ['alg', 'nonce', 'ciphertext'])
   need(p, what, 'payload', 'alg', 'nonce', 'ciphertext')
-  if (p.alg !== 'aes-256-gcm') throw new DecodeError(what, `payload.alg ${JSON.stringify(p.alg)} is not supported (only "aes-256-gcm")`)
+  if (p.alg !== 'aes-256-gcm') throw new DecodeError(what, `payload.alg ${quoteValue(p.alg)} is not supported (only "aes-256-gcm")`)
   const nonce = base64(p.nonce, what, 'payload.nonce', 16)
   if (nonce.bytes !== PAYLOAD_NONCE_BYTES) throw new DecodeError(what, `payload.nonce must be ${PAYLOAD_NONCE_BYTES} bytes`)
   const ciphertext = base64(p.ciphertext, what, 'payload.ciphertext', MAX_MANIFEST_BYTES)
@@ -347,7 +347,7 @@ export function validatePayload (v: unknown, chunkCount: number, what = 'manifes
     const at = `files[${i}]`
     if (typeof f !== 'object' || f === null || Array.isArray(f)) throw new DecodeError(what, `${at} must be an object`)
     const type = (f as Record<string, unknown>).type
-    if (type !== 'file' && type !== 'dir' && type !== 'symlink') throw new DecodeError(what, `${at}.type ${JSON.stringify(type)} is not file, dir or symlink`)
+    if (type !== 'file' && type !== 'dir' && type !== 'symlink') throw new DecodeError(what, `${at}.type ${quoteValue(type)} is not file, dir or symlink`)
     const fo = obj(f, what, at, FIELDS_BY_TYPE[type])
     need(fo, what, at, ...FIELDS_BY_TYPE[type])
     if (typeof fo.path !== 'string') throw new DecodeError(what, `${at}.path must be a string`)

@@ -4,7 +4,7 @@
 // a duplicated, unknown or bad signature beside enough good ones is ignored, never fatal.
 // The strict decoding helpers shared by root, manifest and head live here too.
 import { canonicalBytes, isCanonicalText } from './canonical.js'
-import { ShoalError, DecodeError, OversizeError, InvalidArgumentError } from './errors.js'
+import { ShoalError, DecodeError, OversizeError, InvalidArgumentError, quoteValue } from './errors.js'
 import { sign, verifySignature, keyIdOfObject, HEX64, type KeyPair, type PublicKey } from './keys.js'
 
 export { HEX64 }
@@ -273,8 +273,8 @@ export function decodeEnvelopeShape (v: unknown, what: string): { signed: unknow
 export function signedBody (v: unknown, what: string, type: string, allowed: readonly string[], required: readonly string[]): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DecodeError(what, 'signed must be an object')
   const b = v as Obj
-  if (b._type !== type) throw new DecodeError(what, `_type is ${JSON.stringify(b._type)}, expected "${type}" (wrong file?)`)
-  if (b.formatVersion !== 1) throw new DecodeError(what, `unsupported formatVersion ${JSON.stringify(b.formatVersion)} (this shoal reads 1; upgrade shoal?)`)
+  if (b._type !== type) throw new DecodeError(what, `_type is ${quoteValue(b._type)}, expected "${type}" (wrong file?)`)
+  if (b.formatVersion !== 1) throw new DecodeError(what, `unsupported formatVersion ${quoteValue(b.formatVersion)} (this shoal reads 1; upgrade shoal?)`)
   obj(b, what, 'signed', allowed)
   need(b, what, 'signed', ...required)
   return b

@@ -78,11 +78,9 @@ export class Announce {
   }
 
   private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
-    const what = 'announce request'
-    const { header, parts } = decodeControl(req, what)
-    const op = headerString(header, 'op', what)
-    if (op === 'heads') {
-      const channels = headerStrings(header, 'channels', what, MAX_CHANNELS, PACKAGE_NAME)
+    const r = decodeAnnounceRequest(req)
+    if (r.op === 'heads') {
+      const channels = r.channels
       const heads: Uint8Array[] = []
       const held: string[] = []
       for (const c of channels) {
@@ -91,67 +89,43 @@ export class Announce {
       }
       return encodeControl({ channels: held }, heads)
     }
-    if (op === 'manifest') {
-      const id = headerString(header, 'id', what, HEX64)
-      const bytes = await this.db.manifests.get(id)
-      if (bytes === null) throw new NotFoundError(`manifest ${id}`)
+    if (r.op === 'manifest') {
+      const bytes = await this.db.manifests.get(r.id)
+      if (bytes === null) throw new NotFoundError(`manifest ${r.id}`)
       return encodeControl({}, [bytes])
     }
-    if (op === 'push') {
-      const channel = headerString(header, 'channel', what, PACKAGE_NAME)
-      const head = parts[0]
-      if (head === undefined || parts.length !== 1) throw new NotFoundError('a pushed head')
-      this.opts.onPush?.(channel, head, peer)
+    if (r.op === 'push') {
+      this.opts.onPush?.(r.channel, r.head, peer)
       return encodeControl({ ok: true })
     }
-    if (op === 'records' && this.opts.records !== undefined) {
-      const packages = headerStrings(header, 'packages', what, MAX_RECORD_PACKAGES, PACKAGE_NAME)
+    if (r.op === 'records') {
+      if (this.opts.records === undefined) throw new NotFoundError('operation "records"')
       const out: Uint8Array[] = []
-      for (const pkg of packages) out.push(...(await this.opts.records(pkg)).slice(-MAX_RECORDS_REPLY))
+      for (const pkg of r.packages) out.push(...(await this.opts.records(pkg)).slice(-MAX_RECORDS_REPLY))
       const parts = out.slice(-MAX_RECORDS_REPLY)
       return encodeControl({ count: parts.length }, parts)
     }
-    if (op === 'push-record') {
-      const rec = parts[0]
-      if (rec === undefined || parts.length !== 1) throw new NotFoundError('a pushed record')
-      this.opts.onRecord?.(rec, peer)
+    if (r.op === 'push-record') {
+      this.opts.onRecord?.(r.record, peer)
       return encodeControl({ ok: true })
     }
-    if (op === 'site' && this.opts.directory !== undefined) {
-      const site = headerString(header, 'site', what, LABEL)
-      const addrs = headerStrings(header, 'addrs', what, MAX_ADDRS)
-      return encodeControl({ peers: this.opts.directory(peer, site, addrs).slice(0, MAX_DIRECTORY_PEERS) })
-    }
-    throw new NotFoundError(`operation ${JSON.stringify(op).slice(0, 40)}`)
+    if (this.opts.directory === undefined) throw new NotFoundError('operation "site"')
+    return encodeControl({ peers: this.opts.directory(peer, r.site, r.addrs).slice(0, MAX_DIRECTORY_PEERS) })
   }
 
   /** The heads `peer` holds for `channels` (unverified), by channel. */
   async fetchHeads (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
-    const res = await this.call(peer, encodeControl({ op: 'heads', channels }), signal)
-    const { header, parts } = decodeControl(res, 'announce heads reply')
-    const held = headerStrings(header, 'channels', 'announce heads reply', MAX_CHANNELS, PACKAGE_NAME)
-    const out = new Map<string, Uint8Array>()
-    held.forEach((c, i) => { const p = parts[i]; if (p !== undefined && channels.includes(c)) out.set(c, p) })
-    return out
+    return decodeHeadsReply(await this.call(peer, encodeControl({ op: 'heads', channels }), signal), channels)
   }
 
   /** Manifest bytes by id from `peer` (unverified: the caller checks the id and signatures). */
   async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<Uint8Array> {
-    const res = await this.call(peer, encodeControl({ op: 'manifest', id }), signal)
-    const { parts } = decodeControl(res, 'announce manifest reply')
-    const bytes = parts[0]
-    if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
-    return bytes
+    return decodeManifestReply(await this.call(peer, encodeControl({ op: 'manifest', id }), signal), id)
   }
 
   /** Registers with a seed's directory under `site`; returns the label mates it knows. */
   async siteMates (seed: PeerId | Multiaddr, site: string, addrs: string[], signal?: AbortSignal): Promise<DirectoryEntry[]> {
-    const res = await this.call(seed, encodeControl({ op: 'site', site, addrs: addrs.slice(0, MAX_ADDRS) }), signal)
-    const { header } = decodeControl(res, 'announce site reply')
-    const peers = header.peers
-    if (!Array.isArray(peers)) return []
-    return peers.slice(0, MAX_DIRECTORY_PEERS).filter((p): p is DirectoryEntry =>
-      typeof p === 'object' && p !== null && typeof p.id === 'string' && Array.isArray(p.addrs) && p.addrs.every((a: unknown) => typeof a === 'string'))
+    return decodeSiteReply(await this.call(seed, encodeControl({ op: 'site', site, addrs: addrs.slice(0, MAX_ADDRS) }), signal))
   }
 
   /** The control records `peer` holds for `packages` (unverified), in the order it sent them. */
@@ -199,4 +173,61 @@ export class Announce {
       ...(signal !== undefined ? { signal } : {})
     })
   }
+}
+
+// ---- the messages, decoded strictly (docs/protocol.md §6.5); pure, so they are fuzzed as called ----
+
+export type AnnounceRequest =
+  | { op: 'heads', channels: string[] }
+  | { op: 'manifest', id: string }
+  | { op: 'push', channel: string, head: Uint8Array }
+  | { op: 'site', site: string, addrs: string[] }
+  | { op: 'records', packages: string[] }
+  | { op: 'push-record', record: Uint8Array }
+
+export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
+  const what = 'announce request'
+  const { header, parts } = decodeControl(req, what)
+  const op = headerString(header, 'op', what)
+  if (op === 'heads') return { op, channels: headerStrings(header, 'channels', what, MAX_CHANNELS, PACKAGE_NAME) }
+  if (op === 'manifest') return { op, id: headerString(header, 'id', what, HEX64) }
+  if (op === 'push') {
+    const channel = headerString(header, 'channel', what, PACKAGE_NAME)
+    const head = parts[0]
+    if (head === undefined || parts.length !== 1) throw new NotFoundError('a pushed head')
+    return { op, channel, head }
+  }
+  if (op === 'site') return { op, site: headerString(header, 'site', what, LABEL), addrs: headerStrings(header, 'addrs', what, MAX_ADDRS) }
+  if (op === 'records') return { op, packages: headerStrings(header, 'packages', what, MAX_RECORD_PACKAGES, PACKAGE_NAME) }
+  if (op === 'push-record') {
+    const record = parts[0]
+    if (record === undefined || parts.length !== 1) throw new NotFoundError('a pushed record')
+    return { op, record }
+  }
+  throw new NotFoundError(`operation ${JSON.stringify(op.slice(0, 40))}`)
+}
+
+/** The heads a reply holds for the channels asked about (unverified), by channel. */
+export function decodeHeadsReply (res: Uint8Array, asked: readonly string[]): Map<string, Uint8Array> {
+  const { header, parts } = decodeControl(res, 'announce heads reply')
+  const held = headerStrings(header, 'channels', 'announce heads reply', MAX_CHANNELS, PACKAGE_NAME)
+  const out = new Map<string, Uint8Array>()
+  held.forEach((c, i) => { const p = parts[i]; if (p !== undefined && asked.includes(c)) out.set(c, p) })
+  return out
+}
+
+export function decodeManifestReply (res: Uint8Array, id: string): Uint8Array {
+  const bytes = decodeControl(res, 'announce manifest reply').parts[0]
+  if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
+  return bytes
+}
+
+/** Label mates from a directory reply; malformed entries are skipped, at most MAX_DIRECTORY_PEERS of MAX_ADDRS addresses each. */
+export function decodeSiteReply (res: Uint8Array): DirectoryEntry[] {
+  const { header } = decodeControl(res, 'announce site reply')
+  const peers = header.peers
+  if (!Array.isArray(peers)) return []
+  return peers.slice(0, MAX_DIRECTORY_PEERS).filter((p): p is DirectoryEntry =>
+    typeof p === 'object' && p !== null && typeof p.id === 'string' && p.id.length <= 128 &&
+    Array.isArray(p.addrs) && p.addrs.length <= MAX_ADDRS && p.addrs.every((a: unknown) => typeof a === 'string' && a.length <= 1024))
 }

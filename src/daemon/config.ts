@@ -1,11 +1,14 @@
 // The daemon's JSON config: validated field by field, unknown fields refused by name, defaults
 // in one place. docs/config.md documents every field; test/daemon/config.test.ts keeps the two
 // in step.
-import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
 import { LABEL } from '../core/manifest.js'
 import { normalizeOriginUrl } from '../net/origin-client.js'
+import { readFileCapped } from '../store/fs-util.js'
+
+/** A config file is a few hundred bytes; anything near this is not one. */
+export const MAX_CONFIG_BYTES = 1024 * 1024
 
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -187,7 +190,8 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('config must be a JSON object')
   const o = raw as Record<string, unknown>
   for (const k of Object.keys(o)) {
-    if (!(k in FIELDS) && k !== '$comment') throw new ConfigError(`unknown config field "${k}" (see docs/config.md for the fields)`)
+    // own keys only: `in` would take "toString", "constructor" or "__proto__" for fields
+    if (!Object.hasOwn(FIELDS, k) && k !== '$comment') throw new ConfigError(`unknown config field "${k}" (see docs/config.md for the fields)`)
   }
   for (const req of ['role', 'stateDir', 'enroll'] as const) {
     if (!(req in o)) throw new ConfigError(`config field "${req}" is required`)
@@ -217,7 +221,7 @@ export function parseConfig (raw: unknown, baseDir: string): DaemonConfig {
 export async function loadConfig (path: string, overrides: Partial<Record<keyof DaemonConfig, unknown>> = {}): Promise<DaemonConfig> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = (await readFileCapped(path, MAX_CONFIG_BYTES, 'config file')).toString('utf8')
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
   }

@@ -1,8 +1,7 @@
 // The composition root (DESIGN §9): reads the config and the enrollment bundle, opens the state,
 // builds the libp2p node, and wires the role's services to it. Nothing below this file knows
 // which role it runs in.
-import { readFile } from 'node:fs/promises'
-import { decodeEndpointEnrollment, decodeSeedEnrollment } from '../core/enroll.js'
+import { decodeEndpointEnrollment, decodeSeedEnrollment, MAX_BUNDLE_BYTES } from '../core/enroll.js'
 import { deriveFleetKeys } from '../core/fleet-keys.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeRoot, verifyRoot, type SignedRoot } from '../core/root.js'
@@ -13,6 +12,7 @@ import { createShoalNode, type MuxerName, type ShoalNode } from '../net/node.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { PackStore } from '../store/pack-store.js'
+import { readFileCapped } from '../store/fs-util.js'
 import { StateDb } from '../store/state-db.js'
 import { TokenBucket } from '../swarm/token-bucket.js'
 import { SHOAL_VERSION } from '../version.js'
@@ -89,7 +89,7 @@ interface Enrollment { root: SignedRoot, networkKey: Uint8Array, contentKey?: Ui
 async function readEnrollment (cfg: DaemonConfig): Promise<Enrollment> {
   let bytes: Uint8Array
   try {
-    bytes = await readFile(cfg.enroll)
+    bytes = await readFileCapped(cfg.enroll, MAX_BUNDLE_BYTES, 'enrollment bundle')
   } catch (err) {
     throw new ConfigError(`cannot read the enrollment bundle "enroll" = ${cfg.enroll}: ${(err as Error).message}`, { cause: err })
   }

@@ -602,8 +602,8 @@ export class Endpoint {
   private async install (key: string, base: ReleaseRecord, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {
     const chunks = manifest.signed.chunks
     const byPath = new Map<string, FileEntry>(payload.files.map(f => [f.path, f]))
-    const getBlob = async (cid: Uint8Array): Promise<Uint8Array> => {
-      const blob = await this.d.blobs.get(cid)
+    const getBlob = async (cid: Uint8Array, size: number): Promise<Uint8Array> => {
+      const blob = await this.d.blobs.get(cid, { maxSize: size }) // reads stop at the signed length
       if (blob === null) throw new MissingBlobError(Buffer.from(cid).toString('hex'), this.d.blobs.dir)
       return blob
     }

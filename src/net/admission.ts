@@ -10,7 +10,7 @@
 // Handlers consult the same small interface in both modes: `isAdmitted` / `whenAdmitted`.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { AbortOptions, ComponentLogger, Connection, Libp2p, Libp2pEvents, Logger, PeerId, Startable, Stream, StreamHandler, StreamHandlerOptions, StreamMiddleware, TypedEventTarget } from '@libp2p/interface'
-import { InvalidArgumentError } from '../core/errors.js'
+import { DecodeError, InvalidArgumentError } from '../core/errors.js'
 import { ADMIT_LABEL, ADMIT_NONCE_BYTES, ADMIT_PROTOCOL, ADMIT_TIMEOUT_MS, NETWORK_KEY_BYTES } from './constants.js'
 import { AdmissionDeniedError, NetAbortedError, PeerConnectionError } from './errors.js'
 import { FrameDecoder, FrameWriter } from './framing.js'
@@ -249,12 +249,10 @@ class HandshakeAdmission implements Admission, Startable {
       const writer = new FrameWriter(stream)
       const nonceI = randomBytes(ADMIT_NONCE_BYTES)
       await writer.write([nonceI])
-      const reply = await reader()
-      if (reply.byteLength !== ADMIT_NONCE_BYTES + 32) throw new Error(`responder proof is ${reply.byteLength} bytes`)
-      const nonceR = reply.subarray(0, ADMIT_NONCE_BYTES)
+      const { nonceR, proofR } = decodeAdmitReply(await reader())
       const self = this.#components.peerId
       const expected = admitMac(this.#key, 'R', self, connection.remotePeer, nonceI, nonceR)
-      if (!timingSafeEqual(expected, reply.subarray(ADMIT_NONCE_BYTES))) {
+      if (!timingSafeEqual(expected, proofR)) {
         this.#deny(connection, 'responder proof does not match our network key')
         return
       }
@@ -277,15 +275,14 @@ class HandshakeAdmission implements Admission, Startable {
     try {
       const reader = frameReader(stream)
       const writer = new FrameWriter(stream)
-      const nonceI = await reader()
-      if (nonceI.byteLength !== ADMIT_NONCE_BYTES) throw new Error(`initiator nonce is ${nonceI.byteLength} bytes`)
+      const nonceI = decodeAdmitNonce(await reader())
       const nonceR = randomBytes(ADMIT_NONCE_BYTES)
       const self = this.#components.peerId
       const proofR = admitMac(this.#key, 'R', connection.remotePeer, self, nonceI, nonceR)
       await writer.write([Buffer.concat([nonceR, proofR])])
-      const proofI = await reader()
+      const proofI = decodeAdmitProof(await reader())
       const expected = admitMac(this.#key, 'I', connection.remotePeer, self, nonceI, nonceR)
-      if (proofI.byteLength !== expected.byteLength || !timingSafeEqual(expected, proofI)) {
+      if (!timingSafeEqual(expected, proofI)) {
         this.#deny(connection, 'initiator proof does not match our network key')
         return
       }
@@ -298,10 +295,33 @@ class HandshakeAdmission implements Admission, Startable {
   }
 }
 
+// The three handshake messages (docs/protocol.md §6.2), each one frame: nonceI, then nonceR ‖ proofR,
+// then proofI. Exact lengths; anything else is a DecodeError (the handshake then denies the peer).
+const ADMIT_PROOF_BYTES = 32
+const ADMIT_WHAT = 'admission handshake'
+
+export function decodeAdmitNonce (frame: Uint8Array): Uint8Array {
+  if (frame.byteLength !== ADMIT_NONCE_BYTES) throw new DecodeError(ADMIT_WHAT, `initiator nonce is ${frame.byteLength} bytes, expected ${ADMIT_NONCE_BYTES}`)
+  return frame
+}
+
+export function decodeAdmitReply (frame: Uint8Array): { nonceR: Uint8Array, proofR: Uint8Array } {
+  if (frame.byteLength !== ADMIT_NONCE_BYTES + ADMIT_PROOF_BYTES) throw new DecodeError(ADMIT_WHAT, `responder nonce and proof are ${frame.byteLength} bytes, expected ${ADMIT_NONCE_BYTES + ADMIT_PROOF_BYTES}`)
+  return { nonceR: frame.subarray(0, ADMIT_NONCE_BYTES), proofR: frame.subarray(ADMIT_NONCE_BYTES) }
+}
+
+export function decodeAdmitProof (frame: Uint8Array): Uint8Array {
+  if (frame.byteLength !== ADMIT_PROOF_BYTES) throw new DecodeError(ADMIT_WHAT, `initiator proof is ${frame.byteLength} bytes, expected ${ADMIT_PROOF_BYTES}`)
+  return frame
+}
+
+/** Frames a handshake message may be: the longest is nonceR ‖ proofR. */
+export const ADMIT_MAX_FRAME = 64
+
 // Reads successive frames (≤ 64 bytes) from a short handshake stream without `for await`, which
 // would end the iteration (and detach from the stream) after the first frame.
 function frameReader (stream: Stream): () => Promise<Uint8Array> {
-  const decoder = new FrameDecoder(64)
+  const decoder = new FrameDecoder(ADMIT_MAX_FRAME)
   const waiters: Array<{ resolve: (f: Uint8Array) => void, reject: (e: Error) => void }> = []
   const frames: Uint8Array[] = []
   let failure: Error | undefined

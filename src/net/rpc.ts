@@ -52,11 +52,10 @@ export async function handleRpc (node: Libp2p, protocol: string, handler: RpcHan
     const timer = setTimeout(() => { stream.abort(new NetTimeoutError(`${protocol} call`, timeoutMs)) }, timeoutMs)
     try {
       if (admission !== undefined) await admission.whenAdmitted(connection, { signal: AbortSignal.timeout(ADMIT_TIMEOUT_MS * 2) })
-      const frame = await readOne(stream, opts.maxRequestBytes + 1)
-      if (frame === undefined || frame[0] !== KIND_REQUEST) throw new PeerProtocolError(connection.remotePeer.toString(), `${protocol}: no request`)
+      const request = decodeRpcRequest(await readOne(stream, opts.maxRequestBytes + 1), connection.remotePeer.toString(), protocol)
       let reply: Uint8Array
       try {
-        const response = await handler(frame.subarray(1), connection.remotePeer)
+        const response = await handler(request, connection.remotePeer)
         if (response.byteLength > opts.maxResponseBytes) throw new Error(`${protocol} handler returned ${response.byteLength} bytes, above maxResponseBytes`)
         reply = concat(Uint8Array.of(KIND_OK), response)
       } catch (err) {
@@ -124,21 +123,35 @@ export async function callRpc (node: Libp2p, peer: PeerId | Multiaddr, protocol:
       throw err
     }
     if (frame === undefined) throw new PeerProtocolError(name, `${protocol}: the stream ended without a reply`)
-    if (frame[0] === KIND_OK) {
-      if (frame.byteLength - 1 > opts.maxResponseBytes) throw new PeerProtocolError(name, `${protocol} reply is above maxResponseBytes (${opts.maxResponseBytes})`)
-      return frame.subarray(1)
-    }
-    if (frame[0] === KIND_ERROR) {
-      const { code, message } = decodeError(frame, name, protocol)
-      throw new RpcRemoteError(name, protocol, code, message)
-    }
-    throw new PeerProtocolError(name, `${protocol}: unknown reply kind ${frame[0]}`)
+    return decodeRpcReply(frame, name, protocol, opts.maxResponseBytes)
   } catch (err) {
     stream.abort(err as Error)
     throw fail(err, `${protocol} call`)
   } finally {
     signal.removeEventListener('abort', onAbort)
   }
+}
+
+/**
+ * The body of a reply frame (kind byte first), or the remote's failure as RpcRemoteError;
+ * PeerProtocolError for anything else (oversize body, unknown kind, malformed error reply).
+ */
+export function decodeRpcReply (frame: Uint8Array, peer: string, protocol: string, maxResponseBytes: number): Uint8Array {
+  if (frame[0] === KIND_OK) {
+    if (frame.byteLength - 1 > maxResponseBytes) throw new PeerProtocolError(peer, `${protocol} reply is above maxResponseBytes (${maxResponseBytes})`)
+    return frame.subarray(1)
+  }
+  if (frame[0] === KIND_ERROR) {
+    const { code, message } = decodeError(frame, peer, protocol)
+    throw new RpcRemoteError(peer, protocol, code, message)
+  }
+  throw new PeerProtocolError(peer, `${protocol}: unknown reply kind ${frame[0]}`)
+}
+
+/** The body of a request frame (kind byte first); PeerProtocolError when it is not a request. */
+export function decodeRpcRequest (frame: Uint8Array | undefined, peer: string, protocol: string): Uint8Array {
+  if (frame === undefined || frame[0] !== KIND_REQUEST) throw new PeerProtocolError(peer, `${protocol}: no request`)
+  return frame.subarray(1)
 }
 
 function checkLimits (opts: RpcLimits): void {

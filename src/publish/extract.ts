@@ -1,14 +1,14 @@
 // `shoal extract`: rebuild a release's tree from a repository folder, trusting nothing on disk
 // but the enrollment bundle: the manifest is verified against the pinned root, every blob
 // against its cid and key, every file against its SHA-256.
-import { readFile } from 'node:fs/promises'
-import { decodeEndpointEnrollment } from '../core/enroll.js'
-import { decodeManifest, manifestId, openPayload, verifyManifest } from '../core/manifest.js'
+import { decodeEndpointEnrollment, MAX_BUNDLE_BYTES } from '../core/enroll.js'
+import { decodeManifest, manifestId, openPayload, verifyManifest, MAX_MANIFEST_BYTES } from '../core/manifest.js'
 import { verifyRoot } from '../core/root.js'
 import { deriveFleetKeys } from '../core/fleet-keys.js'
 import { fileBytes, MissingBlobError } from '../core/release.js'
 import { cidToHex } from '../core/seal.js'
 import { BlobStore } from '../store/blob-store.js'
+import { readFileCapped } from '../store/fs-util.js'
 import { writeTree } from '../install/stage.js'
 import type { InstallFile } from '../install/stage.js'
 
@@ -17,17 +17,17 @@ export interface ExtractResult { package: string, version: string, manifestId: s
 
 export async function extractRelease (o: ExtractOptions): Promise<ExtractResult> {
   const now = o.now ?? new Date()
-  const enrollment = decodeEndpointEnrollment(await readFile(o.enrollPath))
+  const enrollment = decodeEndpointEnrollment(await readFileCapped(o.enrollPath, MAX_BUNDLE_BYTES, 'enrollment bundle'))
   verifyRoot(enrollment.root, now)
-  const bytes = await readFile(o.manifestPath)
+  const bytes = await readFileCapped(o.manifestPath, MAX_MANIFEST_BYTES, 'manifest')
   const manifest = decodeManifest(bytes)
   verifyManifest(manifest, enrollment.root, now)
   const { contentKey } = deriveFleetKeys(enrollment.fleetSecret)
   const payload = openPayload(manifest, contentKey)
   const blobs = await BlobStore.open(o.repoDir)
   const chunks = manifest.signed.chunks
-  const getBlob = async (cid: Uint8Array): Promise<Uint8Array> => {
-    const blob = await blobs.get(cid)
+  const getBlob = async (cid: Uint8Array, size: number): Promise<Uint8Array> => {
+    const blob = await blobs.get(cid, { maxSize: size }) // reads stop at the signed length
     if (blob === null) throw new MissingBlobError(cidToHex(cid), o.repoDir)
     return blob
   }

@@ -7,14 +7,15 @@
 //   enroll.json               for endpoints: root + fleet secret
 //   seed-enroll.json          for seeds: root + network key + online key (no content key)
 // Private files are created 0600 and never overwritten.
-import { readFile, readdir, mkdir, writeFile, stat } from 'node:fs/promises'
+import { readdir, mkdir, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
-import { generateKeyPair, encodePrivateKeyFile, decodePrivateKeyFile, type KeyPair } from '../core/keys.js'
-import { createRoot, decodeRoot, verifyRoot, type SignedRoot } from '../core/root.js'
+import { generateKeyPair, encodePrivateKeyFile, decodePrivateKeyFile, MAX_KEY_FILE_BYTES, type KeyPair } from '../core/keys.js'
+import { createRoot, decodeRoot, verifyRoot, MAX_ROOT_BYTES, type SignedRoot } from '../core/root.js'
 import { encodeEnvelope } from '../core/signed.js'
 import { deriveFleetKeys, generateFleetSecret, type FleetKeys } from '../core/fleet-keys.js'
 import { decodeFleetSecret, encodeFleetSecret, encodeEndpointEnrollment, encodeSeedEnrollment } from '../core/enroll.js'
+import { readFileCapped } from '../store/fs-util.js'
 
 export class KeysDirError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
@@ -91,23 +92,24 @@ export interface PublisherKeys {
   fleet: FleetKeys
 }
 
-async function readOrExplain (path: string, what: string): Promise<Uint8Array> {
+async function readOrExplain (path: string, what: string, max: number): Promise<Uint8Array> {
   try {
-    return await readFile(path)
+    return await readFileCapped(path, max, what)
   } catch (err) {
+    if (err instanceof ShoalError) throw err
     throw new KeysDirError(`cannot read ${what} at ${path}: ${(err as Error).message}`, { cause: err })
   }
 }
 
 /** Loads what publishing needs and checks the publisher keys can meet the root's threshold. */
 export async function loadPublisherKeys (dir: string, now = new Date()): Promise<PublisherKeys> {
-  const rootBytes = await readOrExplain(join(dir, 'root.json'), 'the trust root')
+  const rootBytes = await readOrExplain(join(dir, 'root.json'), 'the trust root', MAX_ROOT_BYTES)
   const root = decodeRoot(rootBytes)
   verifyRoot(root, now)
   const names = (await readdir(dir)).filter(n => /^publisher-\d+\.key$/.test(n)).sort()
   const publisherKeys: KeyPair[] = []
   for (const n of names) {
-    const { role, key } = decodePrivateKeyFile(await readOrExplain(join(dir, n), 'a publisher key'))
+    const { role, key } = decodePrivateKeyFile(await readOrExplain(join(dir, n), 'a publisher key', MAX_KEY_FILE_BYTES))
     if (role !== 'publisher') throw new KeysDirError(`${join(dir, n)} holds a ${role} key, not a publisher key`)
     if (!root.signed.roles.publisher.keyids.includes(key.keyid)) {
       throw new KeysDirError(`${join(dir, n)} (keyid ${key.keyid.slice(0, 16)}…) is not a publisher key of this root.json`)
@@ -120,11 +122,11 @@ export async function loadPublisherKeys (dir: string, now = new Date()): Promise
   }
   let onlineKey: KeyPair | null = null
   try {
-    const { role, key } = decodePrivateKeyFile(await readFile(join(dir, 'online.key')))
+    const { role, key } = decodePrivateKeyFile(await readFileCapped(join(dir, 'online.key'), MAX_KEY_FILE_BYTES, 'the online key'))
     if (role === 'online' && root.signed.roles.online.keyids.includes(key.keyid)) onlineKey = key
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const secret = decodeFleetSecret(await readOrExplain(join(dir, 'fleet.secret'), 'the fleet secret'))
+  const secret = decodeFleetSecret(await readOrExplain(join(dir, 'fleet.secret'), 'the fleet secret', MAX_KEY_FILE_BYTES))
   return { root, rootBytes, publisherKeys, onlineKey, fleet: deriveFleetKeys(secret) }
 }

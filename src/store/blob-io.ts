@@ -28,6 +28,26 @@ function write (j) {
   }
   fs.renameSync(j.tmp, j.final)
 }
+// At most max bytes: a larger file (or one that grows while read) is refused once max + 1 are in.
+function readCapped (file, max) {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const size = fs.fstatSync(fd).size
+    const tooBig = () => Object.assign(new Error(file + ' holds more than ' + max + ' bytes, more than any blob'), { code: 'ERR_OVERSIZE' })
+    if (size > max) throw tooBig()
+    const buf = new Uint8Array(Math.min(size, max) + 1)
+    let n = 0
+    for (;;) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, null)
+      if (got === 0) break
+      n += got
+      if (n === buf.length) throw tooBig()
+    }
+    return buf.subarray(0, n)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
 parentPort.on('message', (jobs) => {
   const results = []
   const transfer = []
@@ -41,7 +61,7 @@ parentPort.on('message', (jobs) => {
         results.push({ id: j.id })
       } else {
         let data = null
-        try { data = fs.readFileSync(j.path) } catch (e) { if (e.code !== 'ENOENT') throw e }
+        try { data = readCapped(j.path, j.max) } catch (e) { if (e.code !== 'ENOENT') throw e }
         if (data !== null) {
           const own = new Uint8Array(data.byteLength)
           own.set(data)
@@ -59,7 +79,7 @@ parentPort.on('message', (jobs) => {
 })
 `
 
-type JobBody = { op: 'write', tmp: string, final: string, data: Uint8Array } | { op: 'read', path: string }
+type JobBody = { op: 'write', tmp: string, final: string, data: Uint8Array } | { op: 'read', path: string, max: number }
 interface Result { id: number, data?: Uint8Array | null, error?: { code?: string, message: string } }
 
 /** An fs error from the worker, with its errno code. */
@@ -161,9 +181,9 @@ export class BlobIo {
     await this.worker.run({ op: 'write', tmp, final, data: own }, own.buffer)
   }
 
-  /** The file's bytes, or null when it does not exist. */
-  async read (path: string): Promise<Uint8Array | null> {
-    return (await this.worker.run({ op: 'read', path })).data ?? null
+  /** The file's bytes, or null when it does not exist; BlobIoError ERR_OVERSIZE past `max` bytes (nothing more is read). */
+  async read (path: string, max: number): Promise<Uint8Array | null> {
+    return (await this.worker.run({ op: 'read', path, max })).data ?? null
   }
 
   async close (): Promise<void> {

@@ -7,13 +7,13 @@
 // name in the same folder and renamed; readers never see a partial blob, a crash leaves at most a
 // temp file that the next open removes.
 import { createHash } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { InvalidArgumentError, OversizeError } from '../core/errors.js'
-import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
-import { fsyncDir, isNotFound, mapDiskFull, processAlive, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
-import { BlobIo } from './blob-io.js'
+import { BlobCidMismatchError, cidFromHex, cidToHex, MAX_BLOB_BYTES } from '../core/seal.js'
+import { fsyncDir, isNotFound, mapDiskFull, processAlive, readFileCapped, tempPathFor, tempWriterPid, unlinkQuiet } from './fs-util.js'
+import { BlobIo, BlobIoError } from './blob-io.js'
 
 export { BlobCidMismatchError } from '../core/seal.js'
 export { StorageFullError } from './fs-util.js'
@@ -41,6 +41,12 @@ export interface PutOptions {
 export interface GetOptions {
   /** Re-hash the bytes read; a blob damaged on disk is deleted and reported absent (null). */
   verify?: boolean
+  /**
+   * The blob's signed length (the manifest's chunk size): a file holding more is refused with
+   * OversizeError after that many bytes + 1, never read whole. Default MAX_BLOB_BYTES, past which
+   * a file is dropped as damaged.
+   */
+  maxSize?: number
 }
 
 /**
@@ -129,11 +135,21 @@ export class BlobStore implements BlobStorage {
   async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
     const hex = cidToHex(cid)
     const path = this.pathHex(hex)
-    let read = this.reading.get(hex)
+    const max = opts.maxSize ?? MAX_BLOB_BYTES
+    if (!Number.isSafeInteger(max) || max < 0 || max > MAX_BLOB_BYTES) throw new InvalidArgumentError(`maxSize must be an integer 0…${MAX_BLOB_BYTES}, got ${max}`)
+    const readKey = max === MAX_BLOB_BYTES ? hex : `${hex}/${max}`
+    let read = this.reading.get(readKey)
     if (read === undefined) {
-      read = this.io.read(path)
-      this.reading.set(hex, read)
-      void read.finally(() => this.reading.delete(hex)).catch(() => {})
+      read = this.io.read(path, max).catch(async (err: unknown) => {
+        if (!(err instanceof BlobIoError && err.code === 'ERR_OVERSIZE')) throw err
+        // Longer than its signed length: the manifest and the file disagree; nothing more is read.
+        if (max !== MAX_BLOB_BYTES) throw new OversizeError(`blob ${hex} on disk`, max)
+        // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted).
+        await unlinkQuiet(path)
+        return null
+      })
+      this.reading.set(readKey, read)
+      void read.finally(() => this.reading.delete(readKey)).catch(() => {})
     }
     const blob = await read
     if (blob === null) return null
@@ -232,10 +248,11 @@ export class BlobStore implements BlobStorage {
       const hex = cidToHex(cid)
       let blob: Buffer
       try {
-        blob = await readFile(this.pathHex(hex))
+        blob = await readFileCapped(this.pathHex(hex), MAX_BLOB_BYTES, 'blob')
       } catch (err) {
         if (isNotFound(err)) continue
-        throw err
+        if (!(err instanceof OversizeError)) throw err
+        blob = Buffer.alloc(0) // larger than any blob: cannot match its cid
       }
       if (sha256Hex(blob) === hex) {
         ok++

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { open, rename, unlink } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { ShoalError } from '../core/errors.js'
+import { OversizeError, ShoalError } from '../core/errors.js'
 
 /** The disk (or the user's quota) holding a shoal directory is full. Nothing partial was left behind. */
 export class StorageFullError extends ShoalError {
@@ -129,5 +129,36 @@ export async function syncFilesystem (dir: string): Promise<void> {
     await execFileP('sync', ['-f', dir])
   } catch {
     await execFileP('sync', [])
+  }
+}
+
+/**
+ * Reads a whole file of at most `max` bytes. The cap holds while reading: a file that is larger,
+ * grows while it is read, or has no size (a FIFO, /dev/zero) is refused with OversizeError once
+ * `max` + 1 bytes are in, never read whole first. Errors from open (ENOENT…) pass through.
+ */
+export async function readFileCapped (path: string, max: number, what: string): Promise<Buffer> {
+  const fh = await open(path, 'r')
+  try {
+    const st = await fh.stat()
+    if (st.isFile() && st.size > max) throw new OversizeError(`${what} ${path}`, max)
+    // one byte more than allowed tells "exactly max" from "too large"
+    let buf = Buffer.allocUnsafe(Math.min(max, st.isFile() ? st.size : 64 * 1024) + 1)
+    let n = 0
+    for (;;) {
+      if (n === buf.length) {
+        if (n > max) throw new OversizeError(`${what} ${path}`, max)
+        const next = Buffer.allocUnsafe(Math.min(max + 1, buf.length * 2))
+        buf.copy(next, 0, 0, n)
+        buf = next
+      }
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null)
+      if (bytesRead === 0) break
+      n += bytesRead
+    }
+    if (n > max) throw new OversizeError(`${what} ${path}`, max)
+    return buf.subarray(0, n)
+  } finally {
+    await fh.close()
   }
 }

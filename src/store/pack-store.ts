@@ -267,7 +267,8 @@ export class PackStore implements BlobStorage {
     }
     const blob = await read
     if (blob === null) return null
-    if (opts.verify === true && sha256Hex(blob) !== hex) {
+    // An entry longer than the caller's signed length is damage (or not the blob it expects).
+    if ((opts.maxSize !== undefined && blob.byteLength > opts.maxSize) || (opts.verify === true && sha256Hex(blob) !== hex)) {
       await this.delete(cid)
       return null
     }

@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto'
 import { mkdir, open, readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ShoalError } from '../core/errors.js'
-import { writeFileAtomic } from './fs-util.js'
+import { readFileCapped, writeFileAtomic } from './fs-util.js'
+import { MAX_MANIFEST_BYTES } from '../core/manifest.js'
 
 export const REPO_FORMAT = { format: 'shoal-repo', version: 1 } as const
 
@@ -94,7 +95,7 @@ export class RepoLayout {
 
   async readManifestBytes (pkg: string, version: string): Promise<Uint8Array | null> {
     try {
-      return await readFile(this.manifestPath(pkg, version))
+      return await readFileCapped(this.manifestPath(pkg, version), MAX_MANIFEST_BYTES, 'manifest')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw err

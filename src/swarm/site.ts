@@ -13,12 +13,14 @@ import { HAVE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
 import type { ShoalNode } from '../net/node.js'
 import { callRpc, handleRpc } from '../net/rpc.js'
-import { decodeIncrement, encodeIncrement, MAX_INCREMENT } from './have-map.js'
+import { decodeIncrement, encodeIncrement, MAX_CHUNKS, MAX_INCREMENT } from './have-map.js'
 
 /** Releases one hello may describe. */
 export const MAX_HELLO_RELEASES = 64
 /** Increments are batched this long before they go out. */
 export const FLUSH_MS = 100
+/** Bytes of the have-map of the largest chunk table a manifest may hold. */
+const MAX_BITFIELD_BYTES = Math.ceil(MAX_CHUNKS / 8)
 const LIMITS = { maxRequestBytes: 8 * 1024 * 1024, maxResponseBytes: 8 * 1024 * 1024, timeoutMs: 15_000 }
 
 export interface SiteMember {
@@ -148,29 +150,18 @@ export class Site {
   }
 
   private learn (peerId: PeerId, msg: Uint8Array): SiteMember | null {
-    const what = 'have hello'
-    const { header, parts } = decodeControl(msg, what)
-    const label = header.site === null ? null : headerString(header, 'site', what, LABEL)
-    const weight = Number(header.weight)
-    if (!Number.isFinite(weight) || weight < 0 || weight > 1000) throw new DecodeError(what, '"weight" must be a number 0…1000')
-    const releases = headerStrings(header, 'releases', what, MAX_HELLO_RELEASES, HEX64)
-    const wants = header.wants === undefined ? [] : headerStrings(header, 'wants', what, MAX_HELLO_RELEASES, HEX64)
-    if (wants.some(w => !releases.includes(w)) || new Set(wants).size !== wants.length) throw new DecodeError(what, '"wants" must name distinct releases of "releases"')
-    // one bitfield per release, then one per want (a release of zero chunks has an empty one, which may be left off)
-    const n = releases.length + wants.length
-    if (parts.length > n || (n > 1 && parts.length !== n)) throw new DecodeError(what, 'one bitfield per release and per want expected')
-    if (wants.some((_, i) => parts[releases.length + i]?.byteLength !== parts[releases.indexOf(wants[i] as string)]?.byteLength)) throw new DecodeError(what, 'a want-map must be as long as its have-map')
+    const { label, weight, wan, lan, releases, bitfields, wants } = decodeHello(msg)
     const id = peerId.toString()
-    if (header.lan === true && label === null) this.lan.add(id)
+    if (lan && label === null) this.lan.add(id)
     if (!this.belongs(id, label)) { this.members.delete(id); return null }
     const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map(), wants: new Map() }
     m.label = label
     m.weight = weight
-    m.wan = header.wan === true
+    m.wan = wan
     releases.forEach((r, i) => {
-      m.haves.set(r, Uint8Array.from(parts[i] ?? new Uint8Array(0)))
+      m.haves.set(r, Uint8Array.from(bitfields[i] ?? new Uint8Array(0)))
       const w = wants.indexOf(r)
-      if (w >= 0) m.wants.set(r, Uint8Array.from(parts[releases.length + w] as Uint8Array))
+      if (w >= 0) m.wants.set(r, Uint8Array.from(bitfields[releases.length + w] as Uint8Array))
       else m.wants.delete(r)
     })
     this.members.set(id, m)
@@ -179,27 +170,21 @@ export class Site {
   }
 
   private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
-    const what = 'have message'
-    const { header, parts } = decodeControl(req, what)
-    const op = headerString(header, 'op', what)
-    if (op === 'hello') {
+    const msg = decodeHaveRequest(req)
+    if (msg.op === 'hello') {
       this.learn(peer, req)
       return this.helloMessage(peer.toString())
     }
-    if (op === 'have') {
-      const m = this.members.get(peer.toString())
-      if (m === undefined) return encodeControl({ ok: false }) // not (yet) in my site: it will say hello
-      const release = headerString(header, 'release', what, HEX64)
-      m.wan = header.wan === true
-      const bits = m.haves.get(release)
-      // Increments only extend a have-map its hello announced (that is where the length comes from).
-      if (bits === undefined || parts[0] === undefined) return encodeControl({ ok: false })
-      const indices = decodeIncrement(parts[0], bits.byteLength * 8)
-      for (const i of indices) bits[i >> 3]! |= 1 << (i & 7)
-      this.events.onHave?.(m, release, indices)
-      return encodeControl({ ok: true })
-    }
-    throw new DecodeError(what, `unknown operation ${JSON.stringify(op).slice(0, 40)}`)
+    const m = this.members.get(peer.toString())
+    if (m === undefined) return encodeControl({ ok: false }) // not (yet) in my site: it will say hello
+    m.wan = msg.wan
+    const bits = m.haves.get(msg.release)
+    // Increments only extend a have-map its hello announced (that is where the length comes from).
+    if (bits === undefined || msg.increment === undefined) return encodeControl({ ok: false })
+    const indices = decodeIncrement(msg.increment, bits.byteLength * 8)
+    for (const i of indices) bits[i >> 3]! |= 1 << (i & 7)
+    this.events.onHave?.(m, msg.release, indices)
+    return encodeControl({ ok: true })
   }
 
   /** Queues chunk `index` of `release` as held; members hear of it within FLUSH_MS. */
@@ -225,4 +210,50 @@ export class Site {
       }
     })))
   }
+}
+
+/** A hello (docs/protocol.md §6.7) as decoded, before any membership decision. */
+export interface Hello {
+  label: string | null
+  weight: number
+  wan: boolean
+  /** The sender's mDNS found me on its LAN. */
+  lan: boolean
+  /** Manifest ids, each with its bitfield at the same index (absent for an empty one). */
+  releases: string[]
+  /** Releases of which the sender wants only part; their want-maps follow the have-maps in `bitfields`, in this order. */
+  wants: string[]
+  bitfields: Uint8Array[]
+}
+
+/** Strict decoding of a hello message; DecodeError for anything malformed. */
+export function decodeHello (msg: Uint8Array): Hello {
+  const what = 'have hello'
+  const { header, parts } = decodeControl(msg, what)
+  const label = header.site === null ? null : headerString(header, 'site', what, LABEL)
+  const weight = Number(header.weight)
+  if (typeof header.weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 1000) throw new DecodeError(what, '"weight" must be a number 0…1000')
+  const releases = headerStrings(header, 'releases', what, MAX_HELLO_RELEASES, HEX64)
+  const wants = header.wants === undefined ? [] : headerStrings(header, 'wants', what, MAX_HELLO_RELEASES, HEX64)
+  if (wants.some(w => !releases.includes(w)) || new Set(wants).size !== wants.length) throw new DecodeError(what, '"wants" must name distinct releases of "releases"')
+  // one bitfield per release, then one per want (a release of zero chunks has an empty one, which may be left off)
+  const n = releases.length + wants.length
+  if (parts.length > n || (n > 1 && parts.length !== n)) throw new DecodeError(what, 'one bitfield per release and per want expected')
+  if (wants.some((_, i) => parts[releases.length + i]?.byteLength !== parts[releases.indexOf(wants[i] as string)]?.byteLength)) throw new DecodeError(what, 'a want-map must be as long as its have-map')
+  if (parts.some(p => p.byteLength > MAX_BITFIELD_BYTES)) throw new DecodeError(what, `a bitfield is longer than the ${MAX_BITFIELD_BYTES} bytes of the largest chunk table`)
+  return { label, weight, wan: header.wan === true, lan: header.lan === true, releases, wants, bitfields: parts }
+}
+
+export type HaveRequest =
+  | { op: 'hello' }
+  | { op: 'have', release: string, wan: boolean, increment: Uint8Array | undefined }
+
+/** The operation of a /shoal/have/1 request (a hello is decoded whole by decodeHello). */
+export function decodeHaveRequest (req: Uint8Array): HaveRequest {
+  const what = 'have message'
+  const { header, parts } = decodeControl(req, what)
+  const op = headerString(header, 'op', what)
+  if (op === 'hello') return { op }
+  if (op === 'have') return { op, release: headerString(header, 'release', what, HEX64), wan: header.wan === true, increment: parts[0] }
+  throw new DecodeError(what, `unknown operation ${JSON.stringify(op).slice(0, 40)}`)
 }

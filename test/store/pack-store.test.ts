@@ -248,6 +248,15 @@ describe('PackStore', () => {
     expect(await s.has(b.cid)).toBe(false)
   })
 
+  it('get({ maxSize }) refuses an entry longer than the signed length and drops it', async () => {
+    const s = await open(await tempDir())
+    const b = blob(3000)
+    await s.put(b.cid, b.data)
+    expect(Buffer.from((await s.get(b.cid, { maxSize: 3000 }))!)).toEqual(b.data)
+    expect(await s.get(b.cid, { maxSize: 2999 })).toBeNull()
+    expect(await s.has(b.cid)).toBe(false)
+  })
+
   it('a pack cut short behind its back reports the blob absent, not an error', async () => {
     const dir = await tempDir()
     let s = await open(dir)
