@@ -15,41 +15,22 @@ import type { PeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { checkHeadAdvance, decodeHead, headId, MixAndMatchError, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
 import { decodeManifest, manifestId, verifyManifest } from '../core/manifest.js'
-import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
 import { RollbackError } from '../core/signed.js'
-import type { BlobClient } from '../net/blobs.js'
 import { OriginClient } from '../net/origin-client.js'
-import type { ShoalNode } from '../net/node.js'
-import type { BlobStorage } from '../store/blob-store.js'
 import { syncFilesystem } from '../store/fs-util.js'
-import type { StateDb } from '../store/state-db.js'
 import { distinctChunks } from '../swarm/release-fetch.js'
 import { TokenBucket } from '../swarm/token-bucket.js'
 import { originSource, seedSource, WanSources, type WanSource } from '../swarm/wan-sources.js'
-import { loadHead, type Announce } from './announce.js'
-import type { DaemonConfig } from './config.js'
-import type { Logger } from './log.js'
-import type { DaemonMetrics } from './metrics.js'
-import type { Seed } from './seed.js'
+import { loadHead } from './announce.js'
+import type { Seed, SeedDeps } from './seed.js'
 import { BlobCache } from './blob-cache.js'
 
 /** Blobs a seed pulls from its upstream at once. */
 const SYNC_CONCURRENCY = 32
 
-export interface SeedSyncDeps {
-  node: ShoalNode
-  db: StateDb
-  blobs: BlobStorage
-  client: BlobClient
-  announce: Announce
-  root: SignedRoot
-  seed: Seed
-  cfg: DaemonConfig
-  log: Logger
-  metrics: DaemonMetrics
-  now: () => Date
-}
+/** What the seed role has, minus its signing and records, plus the seed that adopts heads. */
+export type SeedSyncDeps = Pick<SeedDeps, 'node' | 'db' | 'blobs' | 'client' | 'announce' | 'root' | 'cfg' | 'log' | 'metrics' | 'now'> & { seed: Seed }
 
 type From = PeerId | Multiaddr | OriginClient
 

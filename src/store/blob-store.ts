@@ -72,8 +72,15 @@ const BLOB_NAME = /^[0-9a-f]{62}$/
 /** A temp file whose writer still runs is left alone, unless it is this old (pid reused after a reboot). */
 const STALE_TEMP_MS = 24 * 60 * 60 * 1000
 
-function sha256Hex (data: Uint8Array): string {
+export function sha256Hex (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+/** Refuses bytes that do not hash to `hex` (unless the caller just verified them): before any write. */
+export function requireCid (hex: string, blob: Uint8Array, verified: boolean | undefined): void {
+  if (verified === true) return
+  const actual = sha256Hex(blob)
+  if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
 }
 
 async function writeAll (fh: FileHandle, data: Uint8Array): Promise<void> {
@@ -167,10 +174,7 @@ export class BlobStore implements BlobStorage {
    */
   async put (cid: Uint8Array, blob: Uint8Array, opts: PutOptions = {}): Promise<boolean> {
     const hex = cidToHex(cid)
-    if (opts.verified !== true) {
-      const actual = sha256Hex(blob)
-      if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
-    }
+    requireCid(hex, blob, opts.verified)
     return await this.once(hex, async () => {
       if (opts.absent !== true && await this.hasHex(hex)) return false
       if (opts.durable === false) {

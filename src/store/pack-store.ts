@@ -19,8 +19,8 @@
 import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BlobCidMismatchError, cidFromHex, cidToHex } from '../core/seal.js'
-import { BlobStore, type BlobStorage, type GetOptions, type PutOptions } from './blob-store.js'
+import { cidFromHex, cidToHex } from '../core/seal.js'
+import { BlobStore, requireCid, sha256Hex, type BlobStorage, type GetOptions, type PutOptions } from './blob-store.js'
 import { isNotFound, mapDiskFull, unlinkQuiet } from './fs-util.js'
 import { ENTRY_HEAD, IDX_MAGIC, IDX_RECORD, PACK_MAGIC, PackIo } from './pack-io.js'
 import { MAX_BLOB_BYTES } from '../net/constants.js'
@@ -36,10 +36,6 @@ interface Loc { pack: number, off: number, len: number }
 /** `pending`: appends assigned to the pack whose index update has not run yet (compaction waits for 0). */
 interface Pack { id: number, entryBytes: number, deadBytes: number, sealed: boolean, pending: number }
 type Entry = [hex: string, off: number, len: number]
-
-function sha256Hex (data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex')
-}
 
 /** The entries of a `.idx` file, or null when it is damaged or not one (then the pack is scanned). */
 function decodeIdx (buf: Buffer, packSize: number): Entry[] | null {
@@ -298,10 +294,7 @@ export class PackStore implements BlobStorage {
    */
   async put (cid: Uint8Array, blob: Uint8Array, opts: PutOptions = {}): Promise<boolean> {
     const hex = cidToHex(cid)
-    if (opts.verified !== true) {
-      const actual = sha256Hex(blob)
-      if (actual !== hex) throw new BlobCidMismatchError(hex, actual)
-    }
+    requireCid(hex, blob, opts.verified)
     if (this.index.has(hex)) return false
     const running = this.inflight.get(hex)
     if (running !== undefined) {
