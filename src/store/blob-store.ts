@@ -76,6 +76,40 @@ export function sha256Hex (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
+/**
+ * Runs `write` for `key` once at a time: a concurrent second call waits and reports false (the
+ * blob is there); if the first failed (bad bytes, full disk), the second tries itself.
+ */
+export async function writeOnce (inflight: Map<string, Promise<boolean>>, key: string, write: () => Promise<boolean>): Promise<boolean> {
+  const running = inflight.get(key)
+  if (running !== undefined) {
+    try {
+      await running
+      return false
+    } catch {
+      // the other writer failed; ours may still succeed
+    }
+  }
+  const p = write()
+  inflight.set(key, p)
+  try {
+    return await p
+  } finally {
+    if (inflight.get(key) === p) inflight.delete(key)
+  }
+}
+
+/** Concurrent reads of one key share a single read (peers asking for a hot blob at once). */
+export async function sharedRead<T> (reading: Map<string, Promise<T>>, key: string, read: () => Promise<T>): Promise<T> {
+  let p = reading.get(key)
+  if (p === undefined) {
+    p = read()
+    reading.set(key, p)
+    void p.finally(() => reading.delete(key)).catch(() => {})
+  }
+  return await p
+}
+
 /** Refuses bytes that do not hash to `hex` (unless the caller just verified them): before any write. */
 export function requireCid (hex: string, blob: Uint8Array, verified: boolean | undefined): void {
   if (verified === true) return
@@ -145,20 +179,14 @@ export class BlobStore implements BlobStorage {
     const max = opts.maxSize ?? MAX_BLOB_BYTES
     if (!Number.isSafeInteger(max) || max < 0 || max > MAX_BLOB_BYTES) throw new InvalidArgumentError(`maxSize must be an integer 0…${MAX_BLOB_BYTES}, got ${max}`)
     const readKey = max === MAX_BLOB_BYTES ? hex : `${hex}/${max}`
-    let read = this.reading.get(readKey)
-    if (read === undefined) {
-      read = this.io.read(path, max).catch(async (err: unknown) => {
-        if (!(err instanceof BlobIoError && err.code === 'ERR_OVERSIZE')) throw err
-        // Longer than its signed length: the manifest and the file disagree; nothing more is read.
-        if (max !== MAX_BLOB_BYTES) throw new OversizeError(`blob ${hex} on disk`, max)
-        // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted).
-        await unlinkQuiet(path)
-        return null
-      })
-      this.reading.set(readKey, read)
-      void read.finally(() => this.reading.delete(readKey)).catch(() => {})
-    }
-    const blob = await read
+    const blob = await sharedRead(this.reading, readKey, async () => await this.io.read(path, max).catch(async (err: unknown) => {
+      if (!(err instanceof BlobIoError && err.code === 'ERR_OVERSIZE')) throw err
+      // Longer than its signed length: the manifest and the file disagree; nothing more is read.
+      if (max !== MAX_BLOB_BYTES) throw new OversizeError(`blob ${hex} on disk`, max)
+      // No blob is larger than MAX_BLOB_BYTES: a bigger file is damaged (or planted).
+      await unlinkQuiet(path)
+      return null
+    }))
     if (blob === null) return null
     if (opts.verify === true && sha256Hex(blob) !== hex) {
       await unlinkQuiet(path)
@@ -303,27 +331,11 @@ export class BlobStore implements BlobStorage {
   }
 
   /**
-   * Runs `write` once per cid at a time in this instance: a concurrent second call waits and
-   * reports false (the blob is there); if the first failed, the second tries itself. Across
-   * instances or processes, unique temp names and rename make duplicate writes harmless.
+   * Runs `write` once per cid at a time in this instance (writeOnce). Across instances or
+   * processes, unique temp names and rename make duplicate writes harmless.
    */
   private async once (hex: string, write: () => Promise<boolean>): Promise<boolean> {
-    const running = this.inflight.get(hex)
-    if (running !== undefined) {
-      try {
-        await running
-        return false
-      } catch {
-        // The other writer failed (bad bytes, full disk); ours may still succeed.
-      }
-    }
-    const p = write()
-    this.inflight.set(hex, p)
-    try {
-      return await p
-    } finally {
-      if (this.inflight.get(hex) === p) this.inflight.delete(hex)
-    }
+    return await writeOnce(this.inflight, hex, write)
   }
 
   /** Temp file in the blob's own folder → `fill` → fsync → rename → fsync folder; no trace on failure. */

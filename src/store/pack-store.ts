@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { cidFromHex, cidToHex } from '../core/seal.js'
-import { BlobStore, requireCid, sha256Hex, type BlobStorage, type GetOptions, type PutOptions } from './blob-store.js'
+import { BlobStore, requireCid, sha256Hex, sharedRead, writeOnce, type BlobStorage, type GetOptions, type PutOptions } from './blob-store.js'
 import { isNotFound, mapDiskFull, unlinkQuiet } from './fs-util.js'
 import { ENTRY_HEAD, IDX_MAGIC, IDX_RECORD, PACK_MAGIC, PackIo } from './pack-io.js'
 import { MAX_BLOB_BYTES } from '../net/constants.js'
@@ -244,24 +244,13 @@ export class PackStore implements BlobStorage {
     return this.index.has(cidToHex(cid))
   }
 
-  /** Synchronous presence check: the index is in memory. */
-  holds (hex: string): boolean {
-    return this.index.has(hex)
-  }
-
   async size (cid: Uint8Array): Promise<number | null> {
     return this.index.get(cidToHex(cid))?.len ?? null
   }
 
   async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
     const hex = cidToHex(cid)
-    let read = this.reading.get(hex)
-    if (read === undefined) {
-      read = this.read(hex)
-      this.reading.set(hex, read)
-      void read.finally(() => this.reading.delete(hex)).catch(() => {})
-    }
-    const blob = await read
+    const blob = await sharedRead(this.reading, hex, async () => await this.read(hex))
     if (blob === null) return null
     // An entry longer than the caller's signed length is damage (or not the blob it expects).
     if ((opts.maxSize !== undefined && blob.byteLength > opts.maxSize) || (opts.verify === true && sha256Hex(blob) !== hex)) {
@@ -296,16 +285,8 @@ export class PackStore implements BlobStorage {
     const hex = cidToHex(cid)
     requireCid(hex, blob, opts.verified)
     if (this.index.has(hex)) return false
-    const running = this.inflight.get(hex)
-    if (running !== undefined) {
-      try {
-        await running
-        return false
-      } catch {
-        // the other writer failed (full disk): ours may still succeed
-      }
-    }
-    const p = this.append(hex, blob, opts.durable ?? true).then(loc => {
+    return await writeOnce(this.inflight, hex, async () => {
+      const loc = await this.append(hex, blob, opts.durable ?? true)
       // a compaction may have placed the same blob meanwhile: then this copy is dead weight
       const fresh = !this.index.has(hex)
       if (fresh) {
@@ -315,12 +296,6 @@ export class PackStore implements BlobStorage {
       this.settle(loc.pack)
       return fresh
     })
-    this.inflight.set(hex, p)
-    try {
-      return await p
-    } finally {
-      if (this.inflight.get(hex) === p) this.inflight.delete(hex)
-    }
   }
 
   /**
