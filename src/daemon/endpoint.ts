@@ -6,6 +6,7 @@
 // cut short is recovered by the installer into the old tree or the new one, then retried.
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { CoalescedTask } from '../core/coalesced.js'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
 import { decodeManifest, manifestId, openPayload, verifyManifest, type ChunkRef, type FileEntry, type ManifestPayload, type SignedManifest } from '../core/manifest.js'
@@ -107,8 +108,8 @@ export interface HeadStatus { channel: string, seq: number, issued: string, expi
 
 export class Endpoint {
   private timer: NodeJS.Timeout | undefined
-  private running: Promise<void> | undefined
-  private again = false
+  /** Sync passes, one at a time; a kick during a pass runs one more after it. */
+  private readonly passes = new CoalescedTask(async () => await this.pass(), err => { this.d.log.warn({ err }, 'sync pass failed') })
   private stopped = false
   /** Aborted at stop: no new request starts. */
   private readonly soft = new AbortController()
@@ -197,7 +198,7 @@ export class Endpoint {
     this.soft.abort()
     // Blobs in flight are let land (a restart would fetch them again otherwise), within reason.
     const hard = setTimeout(() => { this.abort.abort() }, STOP_GRACE_MS)
-    await this.running?.catch(() => {})
+    await this.passes.stop()
     clearTimeout(hard)
     this.abort.abort()
     for (const o of this.origins) o.close()
@@ -206,19 +207,12 @@ export class Endpoint {
 
   /** Runs a sync pass now (or right after the one running). */
   kick (): void {
-    if (this.stopped) return
-    if (this.running !== undefined) { this.again = true; return }
-    this.running = this.pass()
-      .catch(err => { if (!this.stopped) this.d.log.warn({ err }, 'sync pass failed') })
-      .finally(() => {
-        this.running = undefined
-        if (this.again && !this.stopped) { this.again = false; this.kick() }
-      })
+    if (!this.stopped) this.passes.request()
   }
 
   /** Resolves when no pass is running or pending: for tests and `install-now`. */
   async idle (): Promise<void> {
-    while (this.running !== undefined) await this.running
+    await this.passes.idle()
   }
 
   /** A head pushed by a peer: checked like a polled one, then a pass runs. */

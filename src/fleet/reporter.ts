@@ -3,6 +3,7 @@
 // always ends with the newest; a seed that cannot be reached gets the next one. The OS inventory is
 // collected at start and then hourly, not per report: dpkg-query is far slower than a report.
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { CoalescedTask } from '../core/coalesced.js'
 import { REPORT_PROTOCOL } from '../net/constants.js'
 import type { ShoalNode } from '../net/node.js'
 import { callRpc } from '../net/rpc.js'
@@ -32,8 +33,8 @@ export interface ReporterDeps {
 export class Reporter {
   private timer: NodeJS.Timeout | undefined
   private soon: NodeJS.Timeout | undefined
-  private sending: Promise<void> | undefined
-  private again = false
+  /** Sends, one at a time; asking during a send sends once more after it. */
+  private readonly sends = new CoalescedTask(async () => await this.sendOnce(), err => { this.d.log.warn({ err }, 'report not delivered; the next one will be') })
   private stopped = false
   private inv: Inventory | undefined
   private invAt = 0
@@ -55,7 +56,7 @@ export class Reporter {
     clearInterval(this.timer)
     clearTimeout(this.soon)
     this.abort.abort()
-    await this.sending?.catch(() => {})
+    await this.sends.stop()
   }
 
   /** A release changed state: a report goes out shortly (several changes, one report). */
@@ -71,18 +72,11 @@ export class Reporter {
   /** Sends a report now and waits for it (and for any send already running). */
   async flush (): Promise<void> {
     this.send()
-    while (this.sending !== undefined) await this.sending
+    await this.sends.idle()
   }
 
   private send (): void {
-    if (this.stopped) return
-    if (this.sending !== undefined) { this.again = true; return }
-    this.sending = this.sendOnce()
-      .catch(err => { if (!this.stopped) this.d.log.warn({ err }, 'report not delivered; the next one will be') })
-      .finally(() => {
-        this.sending = undefined
-        if (this.again && !this.stopped) { this.again = false; this.send() }
-      })
+    if (!this.stopped) this.sends.request()
   }
 
   private async inventory (): Promise<Inventory> {
