@@ -276,7 +276,14 @@ function crossing (samples: Sample[], value: (s: Sample) => number, target: numb
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
 interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[], timeDeltas: number[] }
 
-export interface ProfileSummary { windowMs: number, sampledMs: number, top: Array<{ fn: string, ms: number, pct: number }>, byFile: Array<{ file: string, ms: number, pct: number }> }
+export interface ProfileSummary {
+  windowMs: number
+  sampledMs: number
+  top: Array<{ fn: string, ms: number, pct: number }>
+  byFile: Array<{ file: string, ms: number, pct: number }>
+  /** Time with the function anywhere on the stack (each sample counted once per function). */
+  inclusive: Array<{ fn: string, ms: number, pct: number }>
+}
 
 /**
  * Self time of each function in the samples taken between `from` and `to` (epoch ms). A profile's
@@ -285,6 +292,13 @@ export interface ProfileSummary { windowMs: number, sampledMs: number, top: Arra
  */
 export function summarizeProfile (p: CpuProfile, spawnedAt: number, from: number, to: number, top = 30): ProfileSummary {
   const byId = new Map(p.nodes.map(n => [n.id, n]))
+  const parentOf = new Map<number, number>()
+  for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id)
+  const fnName = (cf: ProfileNode['callFrame']): string => {
+    const file = cf.url === '' ? '(native/vm)' : shortUrl(cf.url)
+    return `${cf.functionName === '' ? '(anonymous)' : cf.functionName} ${cf.url === '' ? '' : `${file}:${cf.lineNumber + 1}`}`.trim()
+  }
+  const fnIncl = new Map<string, number>()
   const fnSelf = new Map<string, number>()
   const fileSelf = new Map<string, number>()
   let t = p.startTime
@@ -299,8 +313,11 @@ export function summarizeProfile (p: CpuProfile, spawnedAt: number, from: number
     const cf = n.callFrame
     const ms = (p.timeDeltas[i + 1] ?? dt) / 1000 // a sample stands for the interval up to the next one
     const file = cf.url === '' ? '(native/vm)' : shortUrl(cf.url)
-    const fn = `${cf.functionName === '' ? '(anonymous)' : cf.functionName} ${cf.url === '' ? '' : `${file}:${cf.lineNumber + 1}`}`.trim()
+    const fn = fnName(cf)
     fnSelf.set(fn, (fnSelf.get(fn) ?? 0) + ms)
+    const onStack = new Set<string>()
+    for (let id: number | undefined = n.id; id !== undefined; id = parentOf.get(id)) onStack.add(fnName(byId.get(id)!.callFrame))
+    for (const f of onStack) fnIncl.set(f, (fnIncl.get(f) ?? 0) + ms)
     fileSelf.set(file, (fileSelf.get(file) ?? 0) + ms)
     total += ms
   }
@@ -309,7 +326,8 @@ export function summarizeProfile (p: CpuProfile, spawnedAt: number, from: number
     windowMs: to - from,
     sampledMs: total,
     top: rank(fnSelf).map(([fn, ms]) => ({ fn, ms, pct: 100 * ms / total })),
-    byFile: rank(fileSelf).map(([file, ms]) => ({ file, ms, pct: 100 * ms / total }))
+    byFile: rank(fileSelf).map(([file, ms]) => ({ file, ms, pct: 100 * ms / total })),
+    inclusive: [...fnIncl].sort((a, b) => b[1] - a[1]).slice(0, 4 * top).map(([fn, ms]) => ({ fn, ms, pct: 100 * ms / total }))
   }
 }
 

@@ -86,6 +86,14 @@ export async function registerBlobsProtocol (node: Libp2p, source: BlobSource, o
   }
 }
 
+/**
+ * Blob bytes gathered into one send, at most (plus one DATA piece): a yamux frame holds up to
+ * 256 KiB - 12 bytes by default, so a batch stays one muxer frame and one window update.
+ */
+const SEND_BATCH = 3 * BLOBS_MAX_CHUNK - 4096
+/** How long a send waits for reads in flight to fill its batch. */
+const GATHER_MAX_MS = 5
+
 interface Limits { maxInflight: number, readAhead: number, readAheadBytes: number, maxInflightTotal: number }
 interface Shared { source: BlobSource, limits: Limits, stats: BlobServerStats, totalInflight: number }
 
@@ -119,6 +127,8 @@ class ServerSession {
   #wake: (() => void) | undefined
   #inputEnded = false
   #dead = false
+  #gatherTimer: ReturnType<typeof setTimeout> | undefined
+  #gatherExpired = false
 
   constructor (stream: Stream, peer: string, shared: Shared) {
     this.#stream = stream
@@ -155,6 +165,7 @@ class ServerSession {
       this.abort(e)
     }
     await sender
+    clearTimeout(this.#gatherTimer)
     this.#releaseAll()
   }
 
@@ -249,12 +260,24 @@ class ServerSession {
   }
 
   async #sendLoop (): Promise<void> {
-    const BATCH = 2 * BLOBS_MAX_CHUNK
     try {
       while (!this.#dead) {
+        // While reads are landing, gather a batch's worth before sending: every muxer frame costs
+        // both sides a Noise message, a write and a window update, and one ~18 KiB blob per frame
+        // (reads complete one at a time) tripled the receiver's CPU per blob against full frames
+        // (docs/bench-daemon.md, 2026-12-02). Each read that lands wakes us to look again.
+        // A read that hangs holds the batch back GATHER_MAX_MS at most.
+        if (this.#reading > 0 && this.#credit > 0 && !this.#inputEnded && this.#readyBytes() < SEND_BATCH && !this.#gatherExpired) {
+          this.#gatherTimer ??= setTimeout(() => { this.#gatherExpired = true; this.#signal() }, GATHER_MAX_MS)
+          await new Promise<void>((resolve) => { this.#wake = resolve })
+          continue
+        }
+        clearTimeout(this.#gatherTimer)
+        this.#gatherTimer = undefined
+        this.#gatherExpired = false
         const batch: FramePayload[] = []
         let bytes = 0
-        while (this.#ready.length > 0 && bytes < BATCH) {
+        while (this.#ready.length > 0 && bytes < SEND_BATCH) {
           const req = this.#ready[0]!
           if (!req.headerSent) {
             if (req.cancelled) { req.status = Status.CANCELLED; req.blob = undefined; this.#reserve(req, 0) }
@@ -298,6 +321,16 @@ class ServerSession {
     } catch (err) {
       this.abort(err as Error)
     }
+  }
+
+  // Blob bytes loaded and not yet sent (a cheap bound: stops once a batch is reached).
+  #readyBytes (): number {
+    let n = 0
+    for (const req of this.#ready) {
+      n += (req.blob?.byteLength ?? 0) - req.offset
+      if (n >= SEND_BATCH) break
+    }
+    return n
   }
 
   #account (n: number): void {

@@ -49,8 +49,11 @@ export const BLOBS_DEFAULT_WINDOW = 4 * 1024 * 1024
  * Fewer than ~128 × 16 KiB left the receiver idle part of the time in bench/net.ts.
  */
 export const BLOBS_DEFAULT_MAX_INFLIGHT = 128
-/** Source reads a server runs at once per stream: bounds the blob bytes it holds for one peer. */
-export const BLOBS_DEFAULT_READ_AHEAD = 8
+/**
+ * Source reads a server runs at once per stream: bounds the blob bytes it holds for one peer.
+ * 8 left too few blobs ready at a time to fill a send batch (docs/bench-daemon.md, 2026-12-02).
+ */
+export const BLOBS_DEFAULT_READ_AHEAD = 64
 /** …and the bytes those may hold, counted by maxSize until read (one larger blob may go alone). */
 export const BLOBS_DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024
 /** Requests a server accepts outstanding across all streams before it answers `busy`. */

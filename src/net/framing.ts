@@ -197,8 +197,9 @@ function payloadLength (p: FramePayload): number {
 export function encodeFrames (payloads: readonly FramePayload[]): Uint8Array {
   let total = 0
   for (const p of payloads) total += FRAME_HEADER_BYTES + payloadLength(p)
-  const out = new Uint8Array(total)
-  const view = new DataView(out.buffer)
+  // not zero-filled: every byte is written below
+  const out = Buffer.allocUnsafe(total)
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength)
   let pos = 0
   for (const p of payloads) {
     const length = payloadLength(p)

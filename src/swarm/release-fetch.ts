@@ -22,8 +22,14 @@ import type { WanSourceKind, WanSources } from './wan-sources.js'
 
 /** After announcing interest, how long to listen for the site's hellos before fetching from the WAN. */
 export const SETTLE_MS = 1_000
-/** WAN requests in flight: enough for a long fat VPN link (the bucket meters bytes, not requests). */
-export const WAN_IN_FLIGHT = 64
+/**
+ * WAN requests in flight (the bucket meters bytes, not requests). A blob holds its slot from the
+ * request until it is stored: ~40 ms on a busy endpoint, so by Little's law 64 slots capped a
+ * loopback download at ~25 MiB/s (docs/bench-daemon.md); 512 slots of ~16 KiB blobs are ~8 MiB in
+ * flight, enough for a long fat VPN link too. The blobs client queues what the seed's HELLO does
+ * not allow in flight at once, and receives only within its credit window.
+ */
+export const WAN_IN_FLIGHT = 512
 /** LAN requests in flight per site peer. */
 export const LAN_PER_PEER = 16
 /** The loop's timer: re-divides the WAN share and notices stalls. */
@@ -179,6 +185,9 @@ export class ReleaseFetch {
       // let the others' hellos for this release arrive, so we agree on who owns what
       await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     }
+    // One listener for the hard stop rather than an AbortSignal.any per request (a per-blob cost).
+    const cutAll = (): void => { for (const c of this.running.values()) c.abort(this.o.hard.reason) }
+    this.o.hard.addEventListener('abort', cutAll)
     let ticks = 0
     const tick = setInterval(() => {
       this.shareWan()
@@ -209,6 +218,7 @@ export class ReleaseFetch {
       // with `hard` after a grace period; dropping them now would fetch them again after a restart.
       if (!this.o.soft.aborted) for (const c of this.running.values()) c.abort()
       await Promise.allSettled([...this.settling])
+      this.o.hard.removeEventListener('abort', cutAll)
     }
   }
 
@@ -222,8 +232,8 @@ export class ReleaseFetch {
     const key = `${index}:${from}`
     const ctl = new AbortController()
     this.running.set(key, ctl)
-    const signal = AbortSignal.any([ctl.signal, this.o.hard])
-    const done: Promise<void> = this.fetchOne(index, from, signal)
+    if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
+    const done: Promise<void> = this.fetchOne(index, from, ctl.signal)
       .then(async ({ blob, source }) => {
         const c = this.table[index] as ChunkRef
         // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)

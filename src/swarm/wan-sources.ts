@@ -68,10 +68,9 @@ export class WanSources {
   async fetch (cid: Uint8Array, maxSize: number, signal: AbortSignal, soft?: AbortSignal): Promise<WanFetchResult> {
     const order = this.order()
     if (order.length === 0) throw new NoWanSourceError()
-    const gate = soft === undefined ? signal : AbortSignal.any([signal, soft])
     let last: unknown
     for (const source of order) {
-      await this.bucket.take(maxSize, gate)
+      await this.bucket.take(maxSize, signal, soft)
       try {
         const blob = await source.fetch(cid, maxSize, signal)
         this.downUntil.delete(source)
