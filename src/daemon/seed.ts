@@ -2,6 +2,7 @@
 // the channel heads with the online key. It never holds the content key: it checks a release's
 // signatures against the pinned root, never its contents, and takes only the blobs the manifest
 // lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
+import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
@@ -185,6 +186,8 @@ export class Seed {
     let fetched = 0
     let fetchedBytes = 0
     const abort = new AbortController()
+    // every puller's fetch in flight listens on it: that many listeners are by design, not a leak
+    setMaxListeners(PULL_CONCURRENCY + 1, abort.signal)
     const queue = [...new Map(todo.map(c => [c.cid, c])).values()]
     const worker = async (): Promise<void> => {
       for (let c = queue.pop(); c !== undefined; c = queue.pop()) {

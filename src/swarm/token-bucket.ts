@@ -10,11 +10,7 @@ export interface TokenBucketOptions {
   now?: () => number
 }
 
-interface Waiter { n: number, resolve: () => void, reject: (err: unknown) => void, signals?: AbortSignal[], onAbort?: (evt?: Event) => void }
-
-function unlisten (w: Waiter): void {
-  if (w.onAbort !== undefined) for (const s of w.signals ?? []) s.removeEventListener('abort', w.onAbort)
-}
+interface Waiter { n: number, resolve: () => void, reject: (err: unknown) => void, signals: AbortSignal[] }
 
 export class TokenBucket {
   private rate: number
@@ -24,6 +20,9 @@ export class TokenBucket {
   private readonly now: () => number
   private readonly queue: Waiter[] = []
   private timer: NodeJS.Timeout | null = null
+  // One listener per signal, whatever the number of waiters on it: hundreds of fetches wait on
+  // the same stop signal, and a listener each tripped Node's MaxListenersExceededWarning.
+  private readonly watched = new Map<AbortSignal, { waiters: Set<Waiter>, onAbort: () => void }>()
 
   constructor (o: TokenBucketOptions) {
     this.now = o.now ?? (() => performance.now())
@@ -69,22 +68,43 @@ export class TokenBucket {
       }
     }
     await new Promise<void>((resolve, reject) => {
-      const w: Waiter = { n, resolve, reject }
-      const listening = signals.filter((s): s is AbortSignal => s !== undefined)
-      if (listening.length > 0) {
-        w.signals = listening
-        w.onAbort = (evt?: Event) => {
-          const i = this.queue.indexOf(w)
-          if (i >= 0) this.queue.splice(i, 1)
-          unlisten(w)
-          reject((evt?.target as AbortSignal | undefined)?.reason)
-          this.pump()
-        }
-        for (const s of listening) s.addEventListener('abort', w.onAbort, { once: true })
-      }
+      const w: Waiter = { n, resolve, reject, signals: signals.filter((s): s is AbortSignal => s !== undefined) }
+      for (const s of w.signals) this.watch(s, w)
       this.queue.push(w)
       this.pump()
     })
+  }
+
+  private watch (signal: AbortSignal, w: Waiter): void {
+    let entry = this.watched.get(signal)
+    if (entry === undefined) {
+      const waiters = new Set<Waiter>()
+      const onAbort = (): void => {
+        for (const x of [...waiters]) {
+          const i = this.queue.indexOf(x)
+          if (i >= 0) this.queue.splice(i, 1)
+          this.unwatch(x)
+          x.reject(signal.reason)
+        }
+        this.pump()
+      }
+      entry = { waiters, onAbort }
+      this.watched.set(signal, entry)
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
+    entry.waiters.add(w)
+  }
+
+  private unwatch (w: Waiter): void {
+    for (const s of w.signals) {
+      const entry = this.watched.get(s)
+      if (entry === undefined) continue
+      entry.waiters.delete(w)
+      if (entry.waiters.size === 0) {
+        this.watched.delete(s)
+        s.removeEventListener('abort', entry.onAbort)
+      }
+    }
   }
 
   private pump (): void {
@@ -94,7 +114,7 @@ export class TokenBucket {
       const w = this.queue[0] as Waiter
       if (!this.unlimited && this.tokens < Math.min(w.n, this.burst)) break
       this.queue.shift()
-      unlisten(w)
+      this.unwatch(w)
       if (!this.unlimited) this.tokens -= w.n
       w.resolve()
     }

@@ -1,4 +1,5 @@
 import { describe, it, expect, vi, afterEach } from 'vitest'
+import { getEventListeners } from 'node:events'
 import { TokenBucket } from '../../src/swarm/token-bucket.js'
 
 // Fake timers drive both the bucket's clock and its wake-up timer: no sleeping, no flakiness.
@@ -67,5 +68,24 @@ describe('TokenBucket', () => {
     await vi.advanceTimersByTimeAsync(5)
     await p
     expect(done).toBe(true)
+  })
+
+  it('listens once per signal however many wait on it; an abort drops exactly its waiters', async () => {
+    fake()
+    const b = new TokenBucket({ rate: 10, burst: 10 })
+    await b.take(10)
+    const stop = new AbortController()
+    const own = Array.from({ length: 50 }, () => new AbortController())
+    const results = own.map(async (c, i) => await b.take(1, c.signal, i < 40 ? stop.signal : undefined).then(() => 'ok', () => 'aborted'))
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(1)
+    expect(getEventListeners(own[0]!.signal, 'abort')).toHaveLength(1)
+    own[45]!.abort()
+    stop.abort()
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0)
+    await vi.advanceTimersByTimeAsync(2_000)
+    const got = await Promise.all(results)
+    expect(got.filter(r => r === 'aborted')).toHaveLength(41)
+    expect(got.slice(40).filter(r => r === 'ok')).toHaveLength(9)
+    for (const c of own) expect(getEventListeners(c.signal, 'abort')).toHaveLength(0)
   })
 })
