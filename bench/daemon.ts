@@ -35,6 +35,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { initKeysDir, loadPublisherKeys } from '../src/publish/keys-dir.js'
 import { publishRelease } from '../src/publish/publisher.js'
 import { SeedSession } from '../src/publish/push.js'
+import { DAEMON_NODE_FLAGS } from '../src/daemon/config.js'
 import { BlobStore } from '../src/store/blob-store.js'
 import { benchNet } from './net.js'
 
@@ -356,7 +357,8 @@ export async function benchDaemon (opts: BenchDaemonOptions): Promise<Record<str
   const work = await mkdtemp(join(tmpdir(), 'shoal-bench-daemon-'))
   const procs: DaemonProc[] = []
   const out: Record<string, number> = {}
-  const profArgs = (name: string): string[] => opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${name}.cpuprofile`]
+  // the daemon as deployed (examples/shoal.service), plus the profiler when asked
+  const profArgs = (name: string): string[] => [...DAEMON_NODE_FLAGS, ...(opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${name}.cpuprofile`])]
   if (opts.profileDir !== undefined) await mkdir(opts.profileDir, { recursive: true })
   try {
     const rel = await prepareRelease(bytes, opts.cache ?? true, work, log)
@@ -400,7 +402,7 @@ export async function benchDaemon (opts: BenchDaemonOptions): Promise<Record<str
       role: 'endpoint', stateDir: join(work, 'idle'), listen: [`/ip4/127.0.0.1/tcp/${idlePort}`], seeds: [seedAddr],
       enroll: join(rel.keysDir, 'enroll.json'), api: null, channels: ['idle'], logLevel: 'info'
     })
-    const idle = new DaemonProc('idle endpoint', idleCfg, [])
+    const idle = new DaemonProc('idle endpoint', idleCfg, [...DAEMON_NODE_FLAGS])
     procs.push(idle)
     await idle.waitFor('endpoint start', l => l.msg === 'shoal endpoint started', 60_000)
     // Both settle together: idle figures for the seed and for a fresh endpoint.

@@ -10,6 +10,14 @@ import { readFileCapped } from '../store/fs-util.js'
 /** A config file is a few hundred bytes; anything near this is not one. */
 export const MAX_CONFIG_BYTES = 1024 * 1024
 
+/**
+ * Node flags the daemon is meant to run with (examples/shoal.service sets them in NODE_OPTIONS;
+ * bench/daemon.ts measures with them). A 2 MiB young generation instead of V8's 16 MiB default
+ * semi-spaces: the daemon's garbage is short-lived, and the default let RSS idle at ~110 MB and
+ * grow ~50 MB more while a large manifest is decoded (docs/daemon.md, docs/bench-daemon.md).
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'] as const
+
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
     super('ERR_CONFIG', message, options)

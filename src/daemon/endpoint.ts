@@ -377,11 +377,13 @@ export class Endpoint {
     const waiting = rec?.manifestId === entry.manifest && (rec.state === 'waiting-for-ring' || rec.state === 'deferred')
     if (!waiting) {
       const cids = [...new Set(manifest.signed.chunks.map(c => c.cid))]
+      // The record first: a crash before the index is complete leaves it 'downloading', and the
+      // next pass adds the index again (idempotent) before anything is fetched.
       await this.d.db.batch([
         this.d.db.manifests.putOp(entry.manifest, bytes),
-        this.d.db.releases.putOp(key, base),
-        ...this.d.db.blobIndex.addOps(key, cids)
+        this.d.db.releases.putOp(key, base)
       ])
+      await this.d.db.blobIndex.add(key, cids)
       this.d.onStateChange?.()
     }
     // Bytes move as soon as the release is announced; the ring decides only when it installs.
@@ -444,10 +446,8 @@ export class Endpoint {
     const payload = openPayload(manifest, this.d.contentKey)
     this.d.log.warn({ release: key, to }, 'rolling back')
     const { error: _e, previous: _p, ...base } = target
-    await this.d.db.batch([
-      this.d.db.releases.putOp(toKey, { ...base, state: 'downloading', updatedAt: this.d.now().toISOString() }),
-      ...this.d.db.blobIndex.addOps(toKey, [...new Set(manifest.signed.chunks.map(c => c.cid))])
-    ])
+    await this.d.db.releases.put(toKey, { ...base, state: 'downloading', updatedAt: this.d.now().toISOString() })
+    await this.d.db.blobIndex.add(toKey, [...new Set(manifest.signed.chunks.map(c => c.cid))])
     await this.download(toKey, target.manifestId, manifest, payload)
     await this.setState(toKey, { ...base, state: 'installing' })
     await this.install(toKey, { ...base, state: 'installing' }, manifest, payload)

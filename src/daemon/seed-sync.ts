@@ -14,7 +14,7 @@ import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
 import { isMultiaddr, multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { checkHeadAdvance, decodeHead, headId, MixAndMatchError, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
-import { decodeManifest, manifestId, verifyManifest } from '../core/manifest.js'
+import { decodeManifest, manifestId, verifyManifest, type ChunkRef } from '../core/manifest.js'
 import { cidFromHex } from '../core/seal.js'
 import { RollbackError } from '../core/signed.js'
 import { OriginClient } from '../net/origin-client.js'
@@ -173,7 +173,7 @@ export class SeedSync {
     const table = distinctChunks(manifest.signed.chunks)
     if (this.cache !== undefined) {
       this.cache.allow(table)
-      await this.d.db.batch([this.d.db.manifests.putOp(e.manifest, bytes), ...this.d.db.blobIndex.addOps(release, table.map(c => c.cid))])
+      await this.holdRelease(release, e.manifest, bytes, table)
       return
     }
     const missing: typeof table = []
@@ -193,11 +193,14 @@ export class SeedSync {
     }
     await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, missing.length) }, worker))
     if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
-    await this.d.db.batch([
-      this.d.db.manifests.putOp(e.manifest, bytes),
-      ...this.d.db.blobIndex.addOps(release, table.map(c => c.cid))
-    ])
+    await this.holdRelease(release, e.manifest, bytes, table)
     if (fetched > 0) this.d.log.info({ release, fetched, fetchedBytes, source: sourceName(from) }, 'seed sync: release pulled')
+  }
+
+  // The index first (in slices, see BlobIndex.add): once the manifest is here, its blobs are indexed.
+  private async holdRelease (release: string, id: string, bytes: Uint8Array, table: readonly ChunkRef[]): Promise<void> {
+    await this.d.db.blobIndex.add(release, table.map(c => c.cid))
+    await this.d.db.manifests.put(id, bytes)
   }
 
   /** `first`, then the peer seeds, then the origins, with failover. */

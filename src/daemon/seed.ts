@@ -207,10 +207,9 @@ export class Seed {
     if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
     this.d.metrics.bytesReceived.inc({ source: 'publisher' }, fetchedBytes)
     this.d.metrics.blobsReceived.inc({ source: 'publisher' }, fetched)
-    await this.d.db.batch([
-      this.d.db.manifests.putOp(id, bytes),
-      ...this.d.db.blobIndex.addOps(release, [...new Set(chunks.map(c => c.cid))])
-    ])
+    // the index first: once the manifest is here, every blob it lists is indexed
+    await this.d.db.blobIndex.add(release, [...new Set(chunks.map(c => c.cid))])
+    await this.d.db.manifests.put(id, bytes)
     let headSeq = (await this.currentHead(b.channel))?.seq ?? 0
     if (!already) {
       headSeq = await this.updateHead(b.channel, packages => {

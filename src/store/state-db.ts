@@ -121,6 +121,8 @@ export class KV<T> {
 }
 
 const CID_HEX = /^[0-9a-f]{64}$/
+/** Cids per blob-index batch (BlobIndex.add, removeRelease). */
+const INDEX_SLICE = 2048
 // Index keys are `a!b`; '"' is the character after '!', so [`a!`, `a"`) is exactly a's entries.
 const SEP = '!'
 const SEP_END = '"'
@@ -145,7 +147,7 @@ export class BlobIndex {
   ) {}
 
   /** The writes that record `release` as needing `cids`, for StateDb.batch (idempotent). */
-  addOps (release: string, cids: string[]): StateOp[] {
+  addOps (release: string, cids: readonly string[]): StateOp[] {
     checkRelease(release)
     const ops: StateOp[] = []
     for (const cid of cids) {
@@ -156,8 +158,13 @@ export class BlobIndex {
     return ops
   }
 
-  async add (release: string, cids: string[]): Promise<void> {
-    await this.db.batch(this.addOps(release, cids))
+  /**
+   * Records `release` as needing `cids`, in batches of INDEX_SLICE (idempotent: a crash midway
+   * is mended by adding the same cids again). One batch for a 1 GiB release — 57 000 cids,
+   * 115 000 writes — took ~45 MB of heap at once (docs/bench-daemon.md, 2026-12-02).
+   */
+  async add (release: string, cids: readonly string[]): Promise<void> {
+    for (let i = 0; i < cids.length; i += INDEX_SLICE) await this.db.batch(this.addOps(release, cids.slice(i, i + INDEX_SLICE)))
   }
 
   /** Forgets `release`; returns the cids it needed that no release needs any more (GC candidates). */
@@ -165,12 +172,14 @@ export class BlobIndex {
     checkRelease(release)
     return await this.db.exclusive(async () => {
       const cids = await this.cidsOf(release)
-      const ops: StateOp[] = []
-      for (const cid of cids) {
-        ops.push({ type: 'del', sublevel: this.byCid, key: cid + SEP + release })
-        ops.push({ type: 'del', sublevel: this.byRelease, key: release + SEP + cid })
+      for (let i = 0; i < cids.length; i += INDEX_SLICE) {
+        const ops: StateOp[] = []
+        for (const cid of cids.slice(i, i + INDEX_SLICE)) {
+          ops.push({ type: 'del', sublevel: this.byCid, key: cid + SEP + release })
+          ops.push({ type: 'del', sublevel: this.byRelease, key: release + SEP + cid })
+        }
+        await this.db.writeBatch(ops)
       }
-      await this.db.writeBatch(ops)
       const orphans: string[] = []
       for (const cid of cids) {
         if ((await this.releasesOf(cid, 1)).length === 0) orphans.push(cid)

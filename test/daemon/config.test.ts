@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CONFIG_DEFAULTS, ConfigError, parseConfig } from '../../src/daemon/config.js'
+import { CONFIG_DEFAULTS, ConfigError, DAEMON_NODE_FLAGS, parseConfig } from '../../src/daemon/config.js'
 import { detectLink, detectPower } from '../../src/daemon/host-info.js'
 import { REPO_ROOT } from '../helpers/cli.js'
 
@@ -52,6 +52,11 @@ describe('daemon config', () => {
     const doc = await readFile(join(REPO_ROOT, 'docs', 'config.md'), 'utf8')
     const fields = Object.keys(parseConfig(base, '/'))
     for (const f of fields) expect(doc, f).toContain(`| \`${f}\` |`)
+  })
+
+  it('the systemd unit runs the daemon with the Node flags it is measured with', async () => {
+    const unit = await readFile(join(REPO_ROOT, 'examples', 'shoal.service'), 'utf8')
+    expect(unit).toContain(`Environment=NODE_OPTIONS=${DAEMON_NODE_FLAGS.join(' ')}\n`)
   })
 
   it('parses the shipped examples', async () => {

@@ -198,7 +198,10 @@ describe('rollout control on loopback', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout).record).toMatchObject({ action: 'rollback', to: '1.0.0', seq: 4 })
     kickAll()
-    await until(async () => (await Promise.all(all().map(installedVersion))).every(v => v === '1.0.0'), 90_000, 'everyone back on v1')
+    // the release rolled back from is marked halted just after `current` switches back
+    const wentBack = [d.canary!, d.pilot!, d.broad1!]
+    await until(async () => (await Promise.all(all().map(installedVersion))).every(v => v === '1.0.0') &&
+      (await Promise.all(wentBack.map(pkgState))).every(st => st.state === 'halted'), 90_000, 'everyone back on v1')
     const want = await treeHashes(v1Dir)
     for (const x of all()) {
       expect(await treeHashes(join(x.cfg.installRoot, 'app', 'current'))).toEqual(want)
