@@ -233,11 +233,12 @@ export class ReleaseFetch {
     const ctl = new AbortController()
     this.running.set(key, ctl)
     if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
-    const done: Promise<void> = this.fetchOne(index, from, ctl.signal)
+    const c = this.table[index] as ChunkRef
+    const cid = cidFromHex(c.cid)
+    const done: Promise<void> = this.fetchOne(c, cid, from, ctl.signal)
       .then(async ({ blob, source }) => {
-        const c = this.table[index] as ChunkRef
         // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
-        await this.o.store.put(cidFromHex(c.cid), blob, { durable: false, verified: true, absent: true })
+        await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
         await this.o.onStored?.(index, blob)
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
@@ -269,9 +270,7 @@ export class ReleaseFetch {
     this.settling.add(done)
   }
 
-  private async fetchOne (index: number, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
-    const c = this.table[index] as ChunkRef
-    const cid = cidFromHex(c.cid)
+  private async fetchOne (c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
     if (from === WAN) {
       const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft)
       return { blob, source: source.kind }

@@ -52,7 +52,8 @@ export class WanSources {
   ) {}
 
   /** Healthy sources in configured order, then those that failed lately (soonest back first). */
-  order (): WanSource[] {
+  order (): readonly WanSource[] {
+    if (this.downUntil.size === 0) return this.sources // the common case, asked once per blob
     const t = this.now()
     const up = this.sources.filter(s => (this.downUntil.get(s) ?? 0) <= t)
     const down = this.sources.filter(s => (this.downUntil.get(s) ?? 0) > t)
