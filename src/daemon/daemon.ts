@@ -7,7 +7,7 @@ import type { KeyPair } from '../core/keys.js'
 import { decodeRoot, verifyRoot, type SignedRoot } from '../core/root.js'
 import { encodeEnvelope } from '../core/signed.js'
 import { Installer, type InstallerOptions } from '../install/installer.js'
-import { BlobClient, BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
+import { BlobClient, BlobServerStats, registerBlobsProtocol, type BlobClientOptions } from '../net/blobs.js'
 import { createShoalNode, type MuxerName, type ShoalNode } from '../net/node.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import type { BlobStorage } from '../store/blob-store.js'
@@ -42,6 +42,8 @@ export interface DaemonOptions {
   installer?: InstallerOptions
   /** Endpoint: the OS inventory collector (default: dpkg-query / rpm, src/fleet/inventory.ts). */
   inventory?: () => Promise<Inventory>
+  /** Blob fetch limits (tests: a request deadline short enough to catch a trickling peer quickly). */
+  blobClient?: BlobClientOptions
 }
 
 export interface DaemonStatus {
@@ -153,7 +155,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     let seedSync: SeedSync | undefined
     // A caching seed (cacheSize > 0) fetches what it lacks from upstream as it is asked.
     cleanups.push(await registerBlobsProtocol(node, { get: async cid => seedSync?.cache !== undefined ? await seedSync.cache.get(cid) : await blobs.get(cid) }, { stats: serverStats }))
-    const client = new BlobClient(node)
+    const client = new BlobClient(node, opts.blobClient)
     cleanups.push(async () => { await client.close() })
 
     let endpoint: Endpoint | undefined

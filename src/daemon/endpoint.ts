@@ -495,7 +495,15 @@ export class Endpoint {
     }
     let lastErr: unknown
     for (const seed of this.seeds) {
-      try { return await this.d.announce.fetchManifest(seed, id, this.soft.signal) } catch (err) { lastErr = err }
+      // A seed's bytes are checked against the id here, like a member's: the caller's check would
+      // refuse them as mix-and-match, a trust failure that marks the release failed, though the
+      // next seed may hold the right manifest (a lying or broken seed must cost a retry, not the release).
+      try {
+        const b = await this.d.announce.fetchManifest(seed, id, this.soft.signal)
+        if (manifestId(b) === id) return b
+        lastErr = new ShoalError('ERR_MIX_AND_MATCH', `seed ${seed.toString()} serves another manifest than ${id} the head names (tampered or broken seed)`)
+      } catch (err) { lastErr = err }
+      this.d.log.warn({ seed: seed.toString(), release: `${name}@${version}`, id, err: lastErr }, 'manifest not available from seed; asking the next source')
     }
     for (const o of this.origins) {
       try {
@@ -570,9 +578,12 @@ export class Endpoint {
         this.d.metrics.blobsReceived.inc({ source })
         await this.d.db.counters.add(`bytes.${source}`, bytes)
       },
-      onBadBlob: (peer, banned) => {
+      onBadBlob: (peer, banned, err) => {
         this.d.metrics.badBlobs.inc({ source: 'lan' })
-        this.d.log.warn({ peer, banned }, banned ? 'peer banned after blobs that failed their cid' : 'a blob from a peer failed its cid')
+        this.d.log.warn({ peer, banned, err }, banned ? 'peer banned after blobs that failed their cid or their size' : 'a blob from a peer failed its cid or its size')
+      },
+      onSlow: (peer, banned, err) => {
+        this.d.log.warn({ peer, banned, err }, banned ? 'peer banned after requests that timed out (slow or stalled)' : 'a request to a peer timed out')
       },
       log: (msg, fields) => this.d.log.debug(fields ?? {}, msg)
     })

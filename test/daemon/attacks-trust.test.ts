@@ -1,0 +1,135 @@
+// Issue 7, attacks on what is trusted, mounted against real daemons on loopback (real libp2p,
+// LevelDB, installs): a compromised seed (it holds the online key and its own state) serves heads
+// and manifests that are not signed as the pinned root requires. Each test: the endpoint refuses
+// with a reason in its status, its report and its log; nothing is installed; the previous
+// version keeps running byte for byte; no verified blob is lost; the honest release then installs.
+import { join } from 'node:path'
+import { readdir, readFile } from 'node:fs/promises'
+import { afterEach, describe, expect, it } from 'vitest'
+import { loadHead, storeHead } from '../../src/daemon/announce.js'
+import type { Daemon } from '../../src/daemon/daemon.js'
+import { decodeHead, signHead } from '../../src/core/head.js'
+import { generateKeyPair, sign, type KeyPair } from '../../src/core/keys.js'
+import { snapshot } from '../helpers/tree.js'
+import { Fleet, installedVersion, makeTree, until } from './helpers.js'
+
+let fleet: Fleet | undefined
+afterEach(async () => { await fleet?.cleanup(); fleet = undefined })
+
+const HOUR = 3600_000
+const headStatus = async (d: Daemon) => (await d.status()).heads.find(h => h.channel === 'stable')
+const appStatus = async (d: Daemon) => (await d.status()).packages.find(p => p.name === 'app')
+
+/** What a holder of `signers` (the seed's online key, or any key) makes the seed serve for the stable channel. */
+async function serveHead (seed: Daemon, signers: KeyPair[], seq: number, packages: Record<string, { manifest: string, seq: number, version: string }>): Promise<Uint8Array> {
+  const now = new Date()
+  const { bytes } = signHead({ channel: 'stable', seq, issued: now, expires: new Date(now.getTime() + HOUR), packages, signers })
+  await storeHead(seed.db, 'stable', bytes)
+  return bytes
+}
+
+/** Every blob the endpoint holds, by cid (what "nothing verified is lost" compares). */
+async function heldBlobs (d: Daemon): Promise<number> {
+  return (await d.blobs.stats()).blobs
+}
+
+/** A seed and one endpoint running v1; returns the v1 source tree and the head the seed serves. */
+async function runningV1 (f: Fleet): Promise<{ seed: Daemon, ep: Daemon, v1dir: string }> {
+  const seed = await f.startSeed()
+  const ep = await f.startEndpoint('e1')
+  const v1dir = await makeTree(join(f.dir, 'src-v1'), 1)
+  await f.push((await f.publish(v1dir, '1.0.0')).manifestPath)
+  await until(async () => await installedVersion(ep) === '1.0.0', 30_000, 'v1 installed')
+  return { seed, ep, v1dir }
+}
+
+describe('arbitrary installation and key compromise below threshold', () => {
+  it('a manifest signed by an unknown key, then by one of two required publisher keys, is refused even in a head the online key signed; the 2-of-2 release installs', async () => {
+    const f = fleet = await Fleet.create('attack-arbitrary', { publisherKeys: 2, publisherThreshold: 2 })
+    const { seed, ep, v1dir } = await runningV1(f)
+    const blobsBefore = await heldBlobs(ep)
+    const online = f.keys.onlineKey!
+    const head = decodeHead((await loadHead(seed.db, 'stable'))!).signed
+    const attackerRepo = join(f.dir, 'attacker-repo')
+    const v2dir = await makeTree(join(f.dir, 'src-v2'), 2)
+
+    const attempts: Array<{ version: string, seq: number, signers: KeyPair[], why: RegExp }> = [
+      { version: '2.0.0', seq: 2, signers: [generateKeyPair()], why: /0 valid signature\(s\) from the required keys, 2 needed/ }, // a key the root does not list
+      { version: '2.0.1', seq: 3, signers: [f.keys.publisherKeys[0]!], why: /1 valid signature\(s\) from the required keys, 2 needed/ } // one stolen publisher key alone
+    ]
+    let headSeq = head.seq
+    for (const a of attempts) {
+      const p = await f.publish(v2dir, a.version, { signers: a.signers, seq: a.seq, repoDir: attackerRepo })
+      const bytes = await readFile(p.manifestPath)
+      // the seed refuses such an upload (test/daemon/fleet.test.ts); a compromised one writes it into its state
+      await seed.db.manifests.put(p.manifestId, bytes)
+      await serveHead(seed, [online], ++headSeq, { app: { manifest: p.manifestId, seq: a.seq, version: a.version } })
+      await until(async () => (await appStatus(ep))?.target === a.version && (await appStatus(ep))?.error !== undefined, 20_000, `${a.version} refused`)
+      const st = (await appStatus(ep))!
+      expect(st).toMatchObject({ installed: '1.0.0', state: 'failed', error: { code: 'ERR_SIGNATURE_THRESHOLD' } })
+      expect(st.error!.message).toMatch(a.why)
+      // the refusal reaches the fleet view through the endpoint's report
+      await until(() => seed.fleet!.list().some(r => r.releases.some(x => x.version === a.version && x.error?.code === 'ERR_SIGNATURE_THRESHOLD')), 20_000, `${a.version} refusal reported`)
+      expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v1dir))
+      expect(await heldBlobs(ep)).toBe(blobsBefore)
+    }
+    // nothing of either was staged or installed
+    expect((await readdir(join(ep.cfg.installRoot, 'app'))).filter(n => n.includes('2.0.'))).toEqual([])
+
+    // The honest 2-of-2 release, sequence above what the attacker named, installs.
+    const real = await f.publish(v2dir, '2.1.0', { seq: 4 })
+    await f.push(real.manifestPath)
+    await until(async () => await installedVersion(ep) === '2.1.0', 30_000, '2.1.0 installed')
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
+  }, 60_000)
+})
+
+/**
+ * A head body exactly as `signHead` would write it but with `"seq":<bigSeq>` (a number JSON can
+ * spell and JavaScript cannot hold), signed over those bytes: what a seed with the online key
+ * could send, and what no encoder of ours can produce.
+ */
+function headWithUnsafeSeq (template: Uint8Array, placeholder: number, bigSeq: string, key: KeyPair): Uint8Array {
+  const text = Buffer.from(template).toString()
+  const at = text.indexOf(',"signed":')
+  const body = text.slice(at + ',"signed":'.length, -1).replace(`"seq":${placeholder}}`, `"seq":${bigSeq}}`)
+  expect(body).toContain(bigSeq)
+  const sig = Buffer.from(sign(key, Buffer.from(`shoal/v1/head\n${body}`))).toString('base64')
+  return Buffer.from(`{"signatures":[{"keyid":"${key.keyid}","sig":"${sig}"}],"signed":${body}}`)
+}
+
+describe('fast-forward', () => {
+  it('a head with an absurd sequence signed by a key the root does not list, then one above MAX_SAFE_INTEGER signed by the online key, are refused; the real next head is accepted', async () => {
+    const f = fleet = await Fleet.create('attack-fast-forward')
+    const { seed, ep, v1dir } = await runningV1(f)
+    const realHead = (await loadHead(seed.db, 'stable'))!
+    const real = decodeHead(realHead).signed
+    const blobsBefore = await heldBlobs(ep)
+
+    // 1. 2^52, signed by a key outside the root's online role (revoked, or never valid)
+    await serveHead(seed, [generateKeyPair()], 2 ** 52, real.packages)
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'unknown-key head refused')
+    expect(await headStatus(ep)).toMatchObject({ seq: real.seq, stale: false })
+
+    // 2. 2^53 + 1, signed by the online key itself: refused as a number, never rounded to 2^53
+    const placeholder = 7_654_321
+    const { bytes: template } = signHead({ channel: 'stable', seq: placeholder, issued: new Date(), expires: new Date(Date.now() + HOUR), packages: real.packages, signers: [f.keys.onlineKey!] })
+    await storeHead(seed.db, 'stable', headWithUnsafeSeq(template, placeholder, '9007199254740993', f.keys.onlineKey!))
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_DECODE') === true, 20_000, 'unsafe-integer head refused')
+    const h = (await headStatus(ep))!
+    expect(h.error).toMatch(/seq/)
+    expect(h.seq).toBe(real.seq)
+    expect(await installedVersion(ep)).toBe('1.0.0')
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v1dir))
+    expect(await heldBlobs(ep)).toBe(blobsBefore)
+
+    // 3. The seed serves its own head again and publishes v2: accepted, installed, the error cleared.
+    await storeHead(seed.db, 'stable', realHead)
+    const v2dir = await makeTree(join(f.dir, 'src-v2'), 2)
+    await f.push((await f.publish(v2dir, '2.0.0')).manifestPath)
+    await until(async () => await installedVersion(ep) === '2.0.0', 30_000, 'v2 installed')
+    expect(await headStatus(ep)).toMatchObject({ seq: real.seq + 1 })
+    expect((await headStatus(ep))?.error).toBeUndefined()
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
+  }, 60_000)
+})
