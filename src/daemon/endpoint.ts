@@ -34,6 +34,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ShoalNode } from '../net/node.js'
 import type { HostInfo } from './host-info.js'
 import { loadHead, storeHead, type Announce } from './announce.js'
+import type { TrustedRoot } from './trusted-root.js'
 import type { DaemonConfig } from './config.js'
 import { DeltaDownload, heldReleases, presentMap, type DeltaFallback } from './delta-download.js'
 import type { Logger } from './log.js'
@@ -63,7 +64,9 @@ export interface EndpointDeps {
   announce: Announce
   installer: Installer
   bucket: TokenBucket
+  /** The trusted root (read at each check: `trust` may rotate it). */
   root: SignedRoot
+  trust: TrustedRoot
   contentKey: Uint8Array
   cfg: DaemonConfig
   log: Logger
@@ -106,6 +109,12 @@ export interface PackageStatus {
 
 export interface HeadStatus { channel: string, seq: number, issued: string, expires: string, stale: boolean, error?: string }
 
+/** The trusted root: its version, and why the last new root offered by a seed was refused. */
+export interface RootStatus { version: number, expires: string, error?: string }
+
+/** Root versions walked in one pass at most (each is an RPC and two threshold checks). */
+const MAX_ROOT_STEPS = 16
+
 export class Endpoint {
   private timer: NodeJS.Timeout | undefined
   /** Sync passes, one at a time; a kick during a pass runs one more after it. */
@@ -125,6 +134,7 @@ export class Endpoint {
   readonly scores = new PeerScores()
   readonly site: Site
   private readonly headErrors = new Map<string, string>()
+  private rootError: string | undefined
   /** The last delta that did not rebuild (its chunks were fetched whole), for status. */
   lastDeltaFallback: DeltaFallback | undefined
   private readonly seeds: Multiaddr[]
@@ -260,6 +270,7 @@ export class Endpoint {
   }
 
   private async pass (): Promise<void> {
+    await this.pollRoot()
     await this.pollHeads()
     await this.pollRecords()
     await this.findLabelMates()
@@ -278,6 +289,44 @@ export class Endpoint {
           await this.recordError(name, entry, err)
         }
       }
+    }
+  }
+
+  /**
+   * Walks the root chain (docs/protocol.md §1.4): asks the seeds for version + 1 until none has
+   * it. A root is taken only when signed by a threshold of the trusted root keys and of its own;
+   * one refused is logged and shown in status, and the next seed is asked. When the online role
+   * changed, the accepted heads are forgotten (TUF §5.3.11): a head fast-forwarded by a stolen
+   * online key would otherwise refuse every honest head signed after the rotation.
+   */
+  private async pollRoot (): Promise<void> {
+    for (let step = 0; step < MAX_ROOT_STEPS; step++) {
+      const version = this.d.trust.current.signed.version + 1
+      let advanced = false
+      for (const seed of this.seeds) {
+        let bytes: Uint8Array
+        try {
+          bytes = await this.d.announce.fetchRoot(seed, version, this.soft.signal)
+        } catch (err) {
+          this.d.log.debug({ err, seed: seed.toString(), version }, 'no newer root from seed')
+          continue
+        }
+        try {
+          const r = await this.d.trust.advance(bytes, this.d.now(), this.d.cfg.expiryGrace)
+          this.rootError = undefined
+          this.d.log.warn({ version, onlineChanged: r.onlineChanged, publisherChanged: r.publisherChanged, seed: seed.toString() }, 'new root accepted')
+          if (r.onlineChanged) {
+            for (const channel of this.d.cfg.channels) await this.d.db.heads.del(channel)
+            this.d.log.warn({ channels: this.d.cfg.channels }, 'the online key changed: accepted heads forgotten, the next head may restart its sequence')
+          }
+          advanced = true
+          break
+        } catch (err) {
+          this.rootError = err instanceof ShoalError ? `root.json v${version} from ${seed.toString()}: ${err.message} [${err.code}]` : String(err)
+          this.d.log.error({ err, seed: seed.toString(), version }, 'new root refused; the trusted root is kept')
+        }
+      }
+      if (!advanced) return
     }
   }
 
@@ -697,6 +746,11 @@ export class Endpoint {
       }
     }
     return [...out.values()].sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  root (): RootStatus {
+    const r = this.d.trust.current.signed
+    return { version: r.version, expires: r.expires, ...(this.rootError !== undefined ? { error: this.rootError } : {}) }
   }
 
   async heads (): Promise<HeadStatus[]> {

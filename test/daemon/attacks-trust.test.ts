@@ -4,12 +4,18 @@
 // with a reason in its status, its report and its log; nothing is installed; the previous
 // version keeps running byte for byte; no verified blob is lost; the honest release then installs.
 import { join } from 'node:path'
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { generateKeyPair as generatePeerKey } from '@libp2p/crypto/keys'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadHead, storeHead } from '../../src/daemon/announce.js'
 import type { Daemon } from '../../src/daemon/daemon.js'
 import { decodeHead, signHead } from '../../src/core/head.js'
-import { generateKeyPair, sign, type KeyPair } from '../../src/core/keys.js'
+import { decodePrivateKeyFile, generateKeyPair, sign, type KeyPair } from '../../src/core/keys.js'
+import { encodeSeedEnrollment } from '../../src/core/enroll.js'
+import { createRoot, decodeRoot } from '../../src/core/root.js'
+import { encodeEnvelope } from '../../src/core/signed.js'
+import { SeedSession } from '../../src/publish/push.js'
+import { BlobStore } from '../../src/store/blob-store.js'
 import { snapshot } from '../helpers/tree.js'
 import { Fleet, installedVersion, makeTree, until } from './helpers.js'
 
@@ -132,4 +138,85 @@ describe('fast-forward', () => {
     expect((await headStatus(ep))?.error).toBeUndefined()
     expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
   }, 60_000)
+})
+
+describe('root rotation and fast-forward recovery', () => {
+  it('a stolen online key fast-forwards the head; a root signed by the new keys alone is refused; one signed by old and new, pushed through the seed, recovers: the head sequence restarts, rotated-out keys no longer work', async () => {
+    const f = fleet = await Fleet.create('attack-rotation')
+    let seed = await f.startSeed()
+    const seedListen = seed.node.getMultiaddrs()[0]!.toString().replace(/\/p2p\/.*$/, '') // kept across the restart below
+    const ep = await f.startEndpoint('e1')
+    const v1dir = await makeTree(join(f.dir, 'src-v1'), 1)
+    await f.push((await f.publish(v1dir, '1.0.0')).manifestPath)
+    await until(async () => await installedVersion(ep) === '1.0.0', 30_000, 'v1 installed')
+    const stolenOnline = f.keys.onlineKey!
+    const oldRootKey = decodePrivateKeyFile(await readFile(join(f.keysDir, 'root-1.key'))).key
+
+    // 1. The thief of the online key signs head seq 2^52: valid, so the endpoint takes it, and
+    //    every honest head after it (seq n + 1) is now a "rollback".
+    const realBytes = (await loadHead(seed.db, 'stable'))!
+    const real = decodeHead(realBytes).signed
+    await serveHead(seed, [stolenOnline], 2 ** 52, real.packages)
+    await until(async () => (await headStatus(ep))?.seq === 2 ** 52, 20_000, 'fast-forwarded head taken')
+    await storeHead(seed.db, 'stable', realBytes)
+    const v2dir = await makeTree(join(f.dir, 'src-v2'), 2)
+    await f.push((await f.publish(v2dir, '2.0.0')).manifestPath) // signed by the publisher key that is rotated out below
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_ROLLBACK') === true, 20_000, 'honest head refused as a rollback')
+    expect(await installedVersion(ep)).toBe('1.0.0')
+
+    // 2. The admins rotate root, online and publisher keys. A root v2 signed by the new root key
+    //    alone is refused by the seed, and by the endpoint when a compromised seed serves it anyway.
+    const newRootKey = generateKeyPair()
+    const newOnline = generateKeyPair()
+    const newPublisher = generateKeyPair()
+    const rootV2 = (signers: KeyPair[]): Uint8Array => encodeEnvelope(createRoot({
+      rootKeys: [newRootKey], rootThreshold: 1, publisherKeys: [newPublisher], publisherThreshold: 1, onlineKeys: [newOnline],
+      expires: new Date(Date.now() + 30 * 86400_000), version: 2, signers
+    }))
+    const s = await SeedSession.open({ seed: f.seedAddr, networkKey: f.keys.fleet.networkKey, privateKey: await generatePeerKey('Ed25519'), blobs: await BlobStore.open(join(f.dir, 'scratch')) })
+    try {
+      await expect(s.sendRoot(rootV2([newRootKey]))).rejects.toMatchObject({ remoteCode: 'ERR_SIGNATURE_THRESHOLD' })
+      await expect(s.sendRoot(rootV2([oldRootKey]))).rejects.toMatchObject({ remoteCode: 'ERR_SIGNATURE_THRESHOLD' }) // nor by the old alone
+      await seed.db.kv.put('root/2', { bytes: Buffer.from(rootV2([newRootKey])).toString('base64') })
+      await until(async () => (await ep.status()).root.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'new-keys-only root refused')
+      expect((await ep.status()).root.version).toBe(1)
+      expect((await ep.status()).root.error).toMatch(/by the root keys of v1/)
+      await seed.db.kv.del('root/2')
+
+      // 3. Signed by the old and the new root key, pushed through the seed: the endpoint takes it,
+      //    forgets its fast-forwarded head, and refuses heads of the rotated-out online key.
+      expect(await s.sendRoot(rootV2([oldRootKey, newRootKey]))).toEqual({ version: 2, onlineChanged: true, signsHeads: false })
+    } finally {
+      await s.close()
+    }
+    await until(async () => (await ep.status()).root.version === 2, 20_000, 'root v2 taken')
+    expect((await ep.status()).root.error).toBeUndefined()
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'old online key refused')
+    expect((await headStatus(ep))?.seq).toBe(0) // no head held: the fast-forwarded one is gone
+
+    // 4. The seed restarts with the new online key: its head restarts at seq 1, and the endpoint takes it.
+    const enrollV2 = join(f.dir, 'seed-enroll-v2.json')
+    await writeFile(enrollV2, encodeSeedEnrollment(decodeRoot(rootV2([oldRootKey, newRootKey])), f.keys.fleet.networkKey, newOnline))
+    await f.stopDaemon(seed)
+    seed = await f.startSeed({ enroll: enrollV2, listen: [seedListen] })
+    await until(async () => (await headStatus(ep))?.seq === 1 && (await headStatus(ep))?.error === undefined, 30_000, 'restarted head sequence taken')
+    // It names v2, which the rotated-out publisher key signed: refused, v1 keeps running.
+    await until(async () => (await appStatus(ep))?.error?.code === 'ERR_SIGNATURE_THRESHOLD', 20_000, 'rotated-out publisher key refused')
+    expect(await appStatus(ep)).toMatchObject({ installed: '1.0.0', target: '2.0.0', state: 'failed' })
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v1dir))
+
+    // 5. A release signed by the new publisher key installs under head seq 2.
+    const v3dir = await makeTree(join(f.dir, 'src-v3'), 3)
+    await f.push((await f.publish(v3dir, '3.0.0', { signers: [newPublisher] })).manifestPath)
+    await until(async () => await installedVersion(ep) === '3.0.0', 30_000, 'v3 installed')
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v3dir))
+    expect((await headStatus(ep))?.seq).toBe(2)
+
+    // 6. The revoked online key fast-forwards again: refused, seq 2 kept.
+    const cur = decodeHead((await loadHead(seed.db, 'stable'))!).signed
+    await serveHead(seed, [stolenOnline], 2 ** 52 + 1, cur.packages)
+    await until(async () => (await headStatus(ep))?.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'revoked online key refused')
+    expect(await headStatus(ep)).toMatchObject({ seq: 2 })
+    expect(await installedVersion(ep)).toBe('3.0.0')
+  }, 90_000)
 })
