@@ -90,6 +90,27 @@ describe('arbitrary installation and key compromise below threshold', () => {
   }, 60_000)
 })
 
+describe('mix-and-match with a stolen online key', () => {
+  it('a head re-signed to name the v1 manifest as the newer 3.0.0 is refused at the manifest; v2 keeps running', async () => {
+    const f = fleet = await Fleet.create('attack-mix')
+    const { seed, ep } = await runningV1(f)
+    const v1id = decodeHead((await loadHead(seed.db, 'stable'))!).signed.packages.app!.manifest
+    const v2dir = await makeTree(join(f.dir, 'src-v2'), 2)
+    await f.push((await f.publish(v2dir, '2.0.0')).manifestPath)
+    await until(async () => await installedVersion(ep) === '2.0.0', 30_000, 'v2 installed')
+    const blobsBefore = await heldBlobs(ep)
+    const cur = decodeHead((await loadHead(seed.db, 'stable'))!).signed
+    // a valid head (online key, seq and package seq moving forward) pairing v1's manifest with another moment's entry
+    await serveHead(seed, [f.keys.onlineKey!], cur.seq + 1, { app: { manifest: v1id, seq: 3, version: '3.0.0' } })
+    await until(async () => (await appStatus(ep))?.target === '3.0.0' && (await appStatus(ep))?.error !== undefined, 20_000, 'mixed head refused')
+    const st = (await appStatus(ep))!
+    expect(st).toMatchObject({ installed: '2.0.0', state: 'failed', error: { code: 'ERR_MIX_AND_MATCH' } })
+    expect(st.error!.message).toMatch(/the head lists app as 3\.0\.0 seq 3/)
+    expect(await snapshot(join(ep.cfg.installRoot, 'app', 'current'))).toEqual(await snapshot(v2dir))
+    expect(await heldBlobs(ep)).toBe(blobsBefore)
+  }, 60_000)
+})
+
 /**
  * A head body exactly as `signHead` would write it but with `"seq":<bigSeq>` (a number JSON can
  * spell and JavaScript cannot hold), signed over those bytes: what a seed with the online key
