@@ -14,6 +14,7 @@ import { decodePrivateKeyFile, generateKeyPair, sign, type KeyPair } from '../..
 import { encodeSeedEnrollment } from '../../src/core/enroll.js'
 import { createRoot, decodeRoot } from '../../src/core/root.js'
 import { encodeEnvelope } from '../../src/core/signed.js'
+import { formatStatus } from '../../src/cli/status.js'
 import { SeedSession } from '../../src/publish/push.js'
 import { BlobStore } from '../../src/store/blob-store.js'
 import { snapshot } from '../helpers/tree.js'
@@ -202,6 +203,7 @@ describe('root rotation and fast-forward recovery', () => {
       await until(async () => (await ep.status()).root.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'new-keys-only root refused')
       expect((await ep.status()).root.version).toBe(1)
       expect((await ep.status()).root.error).toMatch(/by the root keys of v1/)
+      expect(formatStatus(await ep.status())).toMatch(/root\.json v1 kept — a newer one was refused: .*ERR_SIGNATURE_THRESHOLD/)
       await seed.db.kv.del('root/2')
 
       // 3. Signed by the old and the new root key, pushed through the seed: the endpoint takes it,
