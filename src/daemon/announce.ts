@@ -64,7 +64,7 @@ export class Announce {
   constructor (
     private readonly node: ShoalNode,
     private readonly db: StateDb,
-    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource, root?: RootSource } = {}
+    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource, root?: RootSource, rootVersion?: () => number } = {}
   ) {}
 
   async start (): Promise<void> {
@@ -89,7 +89,8 @@ export class Announce {
         const h = await loadHead(this.db, c)
         if (h !== null) { heads.push(h); held.push(c) }
       }
-      return encodeControl({ channels: held }, heads)
+      // The version of the root I trust rides along, so peers ask for roots only when there is one.
+      return encodeControl({ channels: held, ...(this.opts.rootVersion !== undefined ? { root: this.opts.rootVersion() } : {}) }, heads)
     }
     if (r.op === 'manifest') {
       const bytes = await this.db.manifests.get(r.id)
@@ -122,7 +123,13 @@ export class Announce {
 
   /** The heads `peer` holds for `channels` (unverified), by channel. */
   async fetchHeads (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
-    return decodeHeadsReply(await this.call(peer, encodeControl({ op: 'heads', channels }), signal), channels)
+    return (await this.fetchHeadsAndRoot(peer, channels, signal)).heads
+  }
+
+  /** …and the version of the root `peer` trusts, when it says (older daemons do not). */
+  async fetchHeadsAndRoot (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<{ heads: Map<string, Uint8Array>, root: number | undefined }> {
+    const res = await this.call(peer, encodeControl({ op: 'heads', channels }), signal)
+    return { heads: decodeHeadsReply(res, channels), root: decodeHeadsReplyRoot(res) }
   }
 
   /** Manifest bytes by id from `peer` (unverified: the caller checks the id and signatures). */
@@ -234,6 +241,12 @@ export function decodeHeadsReply (res: Uint8Array, asked: readonly string[]): Ma
   const out = new Map<string, Uint8Array>()
   held.forEach((c, i) => { const p = parts[i]; if (p !== undefined && asked.includes(c)) out.set(c, p) })
   return out
+}
+
+/** The root version a heads reply names, or undefined when absent or not a whole number ≥ 1. */
+export function decodeHeadsReplyRoot (res: Uint8Array): number | undefined {
+  const v = decodeControl(res, 'announce heads reply').header.root
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined
 }
 
 export function decodeManifestReply (res: Uint8Array, id: string): Uint8Array {

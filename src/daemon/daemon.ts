@@ -84,6 +84,8 @@ export interface Daemon {
   /** Seed with `webhooks` configured: the sender, for events other modules raise (install-failed, ring-complete). */
   readonly webhooks: Webhooks | undefined
   readonly log: Logger
+  /** The root this daemon trusts, and every root it accepted by version. */
+  readonly trust: TrustedRoot
   status: () => Promise<DaemonStatus>
   stop: () => Promise<void>
 }
@@ -160,6 +162,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       onRecord: (record, from) => endpoint?.onPushRecord(record, from),
       records: async pkg => await records.load(pkg),
       root: async version => await trust.bytesOf(version),
+      rootVersion: () => trust.current.signed.version,
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
     })
     await announce.start()
@@ -257,7 +260,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
     let stopping: Promise<void> | undefined
     return {
-      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, status, fleet: seedFleet?.store, reporter,
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, trust, status, fleet: seedFleet?.store, reporter,
       stop: async () => {
         stopping ??= (async () => {
           await cleanup()

@@ -270,7 +270,6 @@ export class Endpoint {
   }
 
   private async pass (): Promise<void> {
-    await this.pollRoot()
     await this.pollHeads()
     await this.pollRecords()
     await this.findLabelMates()
@@ -293,17 +292,19 @@ export class Endpoint {
   }
 
   /**
-   * Walks the root chain (docs/protocol.md §1.4): asks the seeds for version + 1 until none has
-   * it. A root is taken only when signed by a threshold of the trusted root keys and of its own;
-   * one refused is logged and shown in status, and the next seed is asked. When the online role
-   * changed, the accepted heads are forgotten (TUF §5.3.11): a head fast-forwarded by a stolen
-   * online key would otherwise refuse every honest head signed after the rotation.
+   * Walks the root chain (docs/protocol.md §1.4) once a seed's heads reply says it trusts a newer
+   * root than mine: asks that seed, then the others, for version + 1 until none has it. A root is
+   * taken only when signed by a threshold of the trusted root keys and of its own; one refused is
+   * logged and shown in status, and the next seed is asked. When the online role changed, the
+   * accepted heads are forgotten (TUF §5.3.11): a head fast-forwarded by a stolen online key
+   * would otherwise refuse every honest head signed after the rotation.
    */
-  private async pollRoot (): Promise<void> {
+  private async walkRoots (first: Multiaddr): Promise<void> {
+    const order = [first, ...this.seeds.filter(s => s !== first)]
     for (let step = 0; step < MAX_ROOT_STEPS; step++) {
       const version = this.d.trust.current.signed.version + 1
       let advanced = false
-      for (const seed of this.seeds) {
+      for (const seed of order) {
         let bytes: Uint8Array
         try {
           bytes = await this.d.announce.fetchRoot(seed, version, this.soft.signal)
@@ -337,15 +338,18 @@ export class Endpoint {
    */
   private async pollHeads (): Promise<void> {
     const channels = this.d.cfg.channels
-    const sources = [
-      ...this.seeds.map(seed => ({ name: seed.toString(), heads: async () => await this.d.announce.fetchHeads(seed, channels, this.soft.signal) })),
-      ...this.origins.map(o => ({ name: o.base, heads: async () => await o.heads(channels, this.soft.signal) }))
+    const sources: Array<{ name: string, seed?: Multiaddr, heads: () => Promise<{ heads: Map<string, Uint8Array>, root?: number }> }> = [
+      ...this.seeds.map(seed => ({ name: seed.toString(), seed, heads: async () => await this.d.announce.fetchHeadsAndRoot(seed, channels, this.soft.signal) })),
+      ...this.origins.map(o => ({ name: o.base, heads: async () => ({ heads: await o.heads(channels, this.soft.signal) }) }))
     ]
     const start = this.pollTurn++ % Math.max(1, sources.length)
     for (const src of [...sources.slice(start), ...sources.slice(0, start)]) {
       let heads: Map<string, Uint8Array>
       try {
-        heads = await src.heads()
+        const r = await src.heads()
+        heads = r.heads
+        // A newer root first: heads signed by a rotated online key verify only under it.
+        if (src.seed !== undefined && r.root !== undefined && r.root > this.d.trust.current.signed.version) await this.walkRoots(src.seed)
       } catch (err) {
         this.d.log.warn({ err, source: src.name }, 'cannot reach seed or origin')
         continue

@@ -4,7 +4,7 @@
 // lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
 import type { PeerId } from '@libp2p/interface'
 import { ShoalError } from '../core/errors.js'
-import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
+import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry, type SignedHead } from '../core/head.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
@@ -281,7 +281,7 @@ export class Seed {
     return []
   }
 
-  private signedByOnlineRole (head: ReturnType<typeof decodeHead>): boolean {
+  private signedByOnlineRole (head: SignedHead): boolean {
     try {
       verifyThreshold('head', head, this.d.root.signed.roles.online, this.d.root.signed.keys)
       return true

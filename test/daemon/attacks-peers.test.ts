@@ -128,7 +128,12 @@ async function lanAttack (name: string, mode: 'endless' | 'trickle', victimOpts:
   const stats = await hostileBlobs(evil, mode)
   const t0 = Date.now()
   const victim = await f.startEndpoint('victim', { site: 'x', pollInterval: 500 }, victimOpts)
-  await until(async () => await installedVersion(victim) === '1.0.0', 40_000, 'the victim installed v1')
+  try {
+    await until(async () => await installedVersion(victim) === '1.0.0', 40_000, 'the victim installed v1')
+  } catch (err) {
+    console.log('victim status at the timeout', JSON.stringify({ status: await victim.status(), banned: victim.endpoint!.scores.isBanned(evil.node.peerId.toString()), stats }))
+    throw err
+  }
   return { victim, evil, stats, src, ms: Date.now() - t0 }
 }
 

@@ -199,8 +199,12 @@ describe('root rotation and fast-forward recovery', () => {
     try {
       await expect(s.sendRoot(rootV2([newRootKey]))).rejects.toMatchObject({ remoteCode: 'ERR_SIGNATURE_THRESHOLD' })
       await expect(s.sendRoot(rootV2([oldRootKey]))).rejects.toMatchObject({ remoteCode: 'ERR_SIGNATURE_THRESHOLD' }) // nor by the old alone
-      await seed.db.kv.put('root/2', { bytes: Buffer.from(rootV2([newRootKey])).toString('base64') })
+      // the compromised seed claims that root in its heads replies and serves it
+      const forged = rootV2([newRootKey])
+      await seed.db.kv.put('root/2', { bytes: Buffer.from(forged).toString('base64') })
+      Object.defineProperty(seed.trust, 'current', { configurable: true, get: () => decodeRoot(forged) })
       await until(async () => (await ep.status()).root.error?.includes('ERR_SIGNATURE_THRESHOLD') === true, 20_000, 'new-keys-only root refused')
+      delete (seed.trust as { current?: unknown }).current // the seed's own code again
       expect((await ep.status()).root.version).toBe(1)
       expect((await ep.status()).root.error).toMatch(/by the root keys of v1/)
       expect(formatStatus(await ep.status())).toMatch(/root\.json v1 kept — a newer one was refused: .*ERR_SIGNATURE_THRESHOLD/)
