@@ -15,13 +15,14 @@ import { decodeAnnounceRequest } from '../../src/daemon/announce.js'
 import type { Daemon } from '../../src/daemon/daemon.js'
 import type { Logger } from '../../src/daemon/log.js'
 import { registerBlobsProtocol } from '../../src/net/blobs.js'
-import { decodeClientMsg, encodeDataHeader, encodeHello, encodeResponse, MsgType, Status } from '../../src/net/blobs-wire.js'
+import { encodeDataHeader, encodeResponse, Status } from '../../src/net/blobs-wire.js'
 import { encodeControl } from '../../src/net/control.js'
-import { ANNOUNCE_PROTOCOL, BLOBS_MAX_FRAME, BLOBS_PROTOCOL } from '../../src/net/constants.js'
+import { ANNOUNCE_PROTOCOL, BLOBS_PROTOCOL } from '../../src/net/constants.js'
 import { RpcRemoteError } from '../../src/net/errors.js'
 import { FrameWriter, readFrames, waitForDrain } from '../../src/net/framing.js'
 import { createShoalNode, type ShoalNode } from '../../src/net/node.js'
 import { callRpc } from '../../src/net/rpc.js'
+import { evilBlobServer } from '../net/helpers.js'
 import { snapshot } from '../helpers/tree.js'
 import { Fleet, installedVersion, makeTree, until } from './helpers.js'
 
@@ -62,59 +63,28 @@ interface HostileStats { requests: number, dataBytes: number }
 /**
  * Replaces `d`'s /shoal/blobs/1 server with one that speaks the protocol correctly up to its lie:
  * 'endless' announces each blob's true size, sends it, then keeps sending (up to 64 MiB) as if the
- * blob never ended; 'trickle' sends 64 bytes every 300 ms, one request at a time.
+ * blob never ended; 'trickle' sends 64 bytes every 300 ms, one request at a time, ignoring CANCEL.
  */
 async function hostileBlobs (d: Daemon, mode: 'endless' | 'trickle'): Promise<HostileStats> {
   const stats: HostileStats = { requests: 0, dataBytes: 0 }
+  let chain = Promise.resolve()
   await d.node.unhandle(BLOBS_PROTOCOL)
-  await d.node.handle(BLOBS_PROTOCOL, async (stream: Stream) => {
-    const w = new FrameWriter(stream)
-    const send = sender(stream)
-    let chain = Promise.resolve()
-    const serve = async (reqId: number, blob: Uint8Array): Promise<void> => {
-      if (!await send(frame(encodeResponse(reqId, Status.OK, blob.byteLength)))) return
-      if (mode === 'endless') {
-        const piece = new Uint8Array(16 * 1024).fill(0x5a)
-        for (let at = 0; stats.dataBytes < 64 * 1024 * 1024; at += piece.byteLength) {
-          const data = at < blob.byteLength ? blob.subarray(at, at + piece.byteLength) : piece
-          if (!await send(frame(encodeDataHeader(reqId), data))) return
-          stats.dataBytes += data.byteLength
-        }
-        return
-      }
-      for (let at = 0; at < blob.byteLength; at += 64) {
-        await sleep(300)
-        const data = blob.subarray(at, at + 64)
-        if (!await send(frame(encodeDataHeader(reqId), data))) return
+  await evilBlobServer(d.node, (req, ctx) => {
+    stats.requests++
+    chain = chain.then(async () => {
+      const blob = await d.blobs.get(req.cid)
+      if (blob === null) { await ctx.send([encodeResponse(req.reqId, Status.NOT_FOUND, 0)]); return }
+      if (!await ctx.send([encodeResponse(req.reqId, Status.OK, blob.byteLength)])) return
+      const piece = new Uint8Array(16 * 1024).fill(0x5a)
+      for (let at = 0; mode === 'endless' ? stats.dataBytes < 64 * 1024 * 1024 : at < blob.byteLength; at += mode === 'endless' ? piece.byteLength : 64) {
+        if (mode === 'trickle') await sleep(300)
+        const data = at < blob.byteLength ? blob.subarray(at, at + (mode === 'endless' ? piece.byteLength : 64)) : piece
+        if (!await ctx.send([[encodeDataHeader(req.reqId), data]])) return
         stats.dataBytes += data.byteLength
       }
-    }
-    try {
-      await w.write([encodeHello(16)])
-      for await (const f of readFrames(stream, { maxFrameBytes: BLOBS_MAX_FRAME })) {
-        const m = decodeClientMsg(f)
-        if (m.type !== MsgType.REQUEST) continue
-        stats.requests++
-        const blob = await d.blobs.get(m.cid)
-        if (blob === null) { await send(frame(encodeResponse(m.reqId, Status.NOT_FOUND, 0))); continue }
-        chain = chain.then(async () => { await serve(m.reqId, blob) })
-        if (mode === 'endless') await chain // one lie at a time is enough
-      }
-    } catch (err) {
-      stream.abort(err as Error)
-    }
+    })
   })
   return stats
-}
-
-/** One length-prefixed frame of the given parts. */
-function frame (...parts: Uint8Array[]): Uint8Array {
-  const n = parts.reduce((s, p) => s + p.byteLength, 0)
-  const out = new Uint8Array(4 + n)
-  new DataView(out.buffer).setUint32(0, n)
-  let at = 4
-  for (const p of parts) { out.set(p, at); at += p.byteLength }
-  return out
 }
 
 /** A seed, a LAN peer holding v1 that turns hostile, and a victim endpoint of the same site fetching v1 with `victimOpts`. */
