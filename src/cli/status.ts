@@ -34,6 +34,9 @@ export function formatStatus (s: DaemonStatus): string {
     const last = d.lastFallback
     lines.push(`delta blobs: ${d.rebuilt} chunk(s) rebuilt · ${d.fallbacks} fallback(s) to full blobs${last !== undefined ? ` (last: ${last.release}, ${last.reason}: ${last.message})` : ''}`)
   }
+  // a daemon from before root rotation has no `root`; a refused new root must be seen
+  const r = s.root as DaemonStatus['root'] | undefined
+  if (r?.error !== undefined) lines.push(`root.json v${r.version} kept — a newer one was refused: ${r.error}`)
   for (const h of s.heads) {
     lines.push(`channel ${h.channel}: head seq ${h.seq}, expires ${h.expires || '-'}${h.stale ? ' — STALE' : ''}${h.error !== undefined ? ` — ${h.error}` : ''}`)
   }

@@ -4,7 +4,7 @@
 // irrelevant, so nothing here trusts what it receives: the caller verifies.
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { ShoalError } from '../core/errors.js'
+import { DecodeError, ShoalError } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
 import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
 import { HEX64 } from '../core/signed.js'
@@ -42,6 +42,8 @@ export type PushListener = (channel: string, head: Uint8Array, from: PeerId) => 
 export type RecordListener = (record: Uint8Array, from: PeerId) => void
 /** The control records this daemon holds for `pkg`, as signed, in seq order. */
 export type RecordSource = (pkg: string) => Promise<Uint8Array[]>
+/** The root of a version as this daemon holds it, or null. */
+export type RootSource = (version: number) => Promise<Uint8Array | null>
 
 export interface DirectoryEntry { id: string, addrs: string[] }
 /** Seed only: records the caller under its site label and returns its label mates. */
@@ -62,7 +64,7 @@ export class Announce {
   constructor (
     private readonly node: ShoalNode,
     private readonly db: StateDb,
-    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource } = {}
+    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource, root?: RootSource, rootVersion?: () => number } = {}
   ) {}
 
   async start (): Promise<void> {
@@ -87,7 +89,8 @@ export class Announce {
         const h = await loadHead(this.db, c)
         if (h !== null) { heads.push(h); held.push(c) }
       }
-      return encodeControl({ channels: held }, heads)
+      // The version of the root I trust rides along, so peers ask for roots only when there is one.
+      return encodeControl({ channels: held, ...(this.opts.rootVersion !== undefined ? { root: this.opts.rootVersion() } : {}) }, heads)
     }
     if (r.op === 'manifest') {
       const bytes = await this.db.manifests.get(r.id)
@@ -109,18 +112,36 @@ export class Announce {
       this.opts.onRecord?.(r.record, peer)
       return encodeControl({ ok: true })
     }
+    if (r.op === 'root') {
+      const bytes = await this.opts.root?.(r.version) ?? null
+      if (bytes === null) throw new NotFoundError(`root version ${r.version}`)
+      return encodeControl({}, [bytes])
+    }
     if (this.opts.directory === undefined) throw new NotFoundError('operation "site"')
     return encodeControl({ peers: this.opts.directory(peer, r.site, r.addrs).slice(0, MAX_DIRECTORY_PEERS) })
   }
 
   /** The heads `peer` holds for `channels` (unverified), by channel. */
   async fetchHeads (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
-    return decodeHeadsReply(await this.call(peer, encodeControl({ op: 'heads', channels }), signal), channels)
+    return (await this.fetchHeadsAndRoot(peer, channels, signal)).heads
+  }
+
+  /** …and the version of the root `peer` trusts, when it says (older daemons do not). */
+  async fetchHeadsAndRoot (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<{ heads: Map<string, Uint8Array>, root: number | undefined }> {
+    const res = await this.call(peer, encodeControl({ op: 'heads', channels }), signal)
+    return { heads: decodeHeadsReply(res, channels), root: decodeHeadsReplyRoot(res) }
   }
 
   /** Manifest bytes by id from `peer` (unverified: the caller checks the id and signatures). */
   async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<Uint8Array> {
     return decodeManifestReply(await this.call(peer, encodeControl({ op: 'manifest', id }), signal), id)
+  }
+
+  /** The root of `version` from `peer` (unverified: the caller walks the chain), NotFound-coded RpcRemoteError when it holds none. */
+  async fetchRoot (peer: PeerId | Multiaddr, version: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const bytes = decodeControl(await this.call(peer, encodeControl({ op: 'root', version }), signal), 'announce root reply').parts[0]
+    if (bytes === undefined) throw new NotFoundError(`root version ${version}`)
+    return bytes
   }
 
   /** Registers with a seed's directory under `site`; returns the label mates it knows. */
@@ -184,6 +205,7 @@ export type AnnounceRequest =
   | { op: 'site', site: string, addrs: string[] }
   | { op: 'records', packages: string[] }
   | { op: 'push-record', record: Uint8Array }
+  | { op: 'root', version: number }
 
 export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
   const what = 'announce request'
@@ -204,6 +226,11 @@ export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
     if (record === undefined || parts.length !== 1) throw new NotFoundError('a pushed record')
     return { op, record }
   }
+  if (op === 'root') {
+    const v = header.version
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new DecodeError(what, 'header field "version" must be a whole number ≥ 1')
+    return { op, version: v }
+  }
   throw new NotFoundError(`operation ${JSON.stringify(op.slice(0, 40))}`)
 }
 
@@ -214,6 +241,12 @@ export function decodeHeadsReply (res: Uint8Array, asked: readonly string[]): Ma
   const out = new Map<string, Uint8Array>()
   held.forEach((c, i) => { const p = parts[i]; if (p !== undefined && asked.includes(c)) out.set(c, p) })
   return out
+}
+
+/** The root version a heads reply names, or undefined when absent or not a whole number ≥ 1. */
+export function decodeHeadsReplyRoot (res: Uint8Array): number | undefined {
+  const v = decodeControl(res, 'announce heads reply').header.root
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined
 }
 
 export function decodeManifestReply (res: Uint8Array, id: string): Uint8Array {

@@ -4,10 +4,9 @@
 import { decodeEndpointEnrollment, decodeSeedEnrollment, MAX_BUNDLE_BYTES } from '../core/enroll.js'
 import { deriveFleetKeys } from '../core/fleet-keys.js'
 import type { KeyPair } from '../core/keys.js'
-import { decodeRoot, verifyRoot, type SignedRoot } from '../core/root.js'
-import { encodeEnvelope } from '../core/signed.js'
+import type { SignedRoot } from '../core/root.js'
 import { Installer, type InstallerOptions } from '../install/installer.js'
-import { BlobClient, BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
+import { BlobClient, BlobServerStats, registerBlobsProtocol, type BlobClientOptions } from '../net/blobs.js'
 import { createShoalNode, type MuxerName, type ShoalNode } from '../net/node.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import type { BlobStorage } from '../store/blob-store.js'
@@ -19,7 +18,7 @@ import { SHOAL_VERSION } from '../version.js'
 import { Announce } from './announce.js'
 import { startApi, type ApiServer } from './api.js'
 import { ConfigError, type DaemonConfig } from './config.js'
-import { Endpoint, type HeadStatus, type PackageStatus } from './endpoint.js'
+import { Endpoint, type HeadStatus, type PackageStatus, type RootStatus } from './endpoint.js'
 import type { DeltaFallback } from './delta-download.js'
 import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
@@ -33,6 +32,7 @@ import { RecordStore } from '../rollout/record-store.js'
 import { RolloutEvents } from '../rollout/events.js'
 import { loadWebhookSecret, Webhooks } from '../rollout/webhooks.js'
 import { SeedSync } from './seed-sync.js'
+import { TrustedRoot } from './trusted-root.js'
 
 export interface DaemonOptions {
   logger?: Logger
@@ -42,6 +42,8 @@ export interface DaemonOptions {
   installer?: InstallerOptions
   /** Endpoint: the OS inventory collector (default: dpkg-query / rpm, src/fleet/inventory.ts). */
   inventory?: () => Promise<Inventory>
+  /** Blob fetch limits (tests: a request deadline short enough to catch a trickling peer quickly). */
+  blobClient?: BlobClientOptions
 }
 
 export interface DaemonStatus {
@@ -57,6 +59,8 @@ export interface DaemonStatus {
   peers: Array<{ peerId: string, addr: string }>
   packages: PackageStatus[]
   heads: HeadStatus[]
+  /** The trusted root (endpoint: with why the last root offered was refused). */
+  root: RootStatus
   bytes: { seed: number, lan: number, origin: number, served: number }
   blobs: { stored: number }
   /** Chunks rebuilt from delta blobs, deltas that fell back to full blobs, and the last fallback. */
@@ -80,6 +84,8 @@ export interface Daemon {
   /** Seed with `webhooks` configured: the sender, for events other modules raise (install-failed, ring-complete). */
   readonly webhooks: Webhooks | undefined
   readonly log: Logger
+  /** The root this daemon trusts, and every root it accepted by version. */
+  readonly trust: TrustedRoot
   status: () => Promise<DaemonStatus>
   stop: () => Promise<void>
 }
@@ -109,19 +115,6 @@ async function readEnrollment (cfg: DaemonConfig): Promise<Enrollment> {
   } catch (err) { return wrongFile(err, 'enroll.json') }
 }
 
-/** The root this daemon trusts: the pinned one in its state, or the enrollment's on first start. */
-async function pinnedRoot (db: StateDb, enrolled: SignedRoot, now: Date, grace: number): Promise<SignedRoot> {
-  const stored = await db.kv.get('root') as { bytes: string } | null
-  let root = enrolled
-  if (stored !== null) {
-    const pinned = decodeRoot(Buffer.from(stored.bytes, 'base64'))
-    if (pinned.signed.version >= enrolled.signed.version) root = pinned
-  }
-  verifyRoot(root, now, { graceSeconds: grace })
-  if (root === enrolled) await db.kv.put('root', { bytes: Buffer.from(encodeEnvelope(root)).toString('base64') })
-  return root
-}
-
 export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
   const now = opts.now ?? (() => new Date())
   const log = opts.logger ?? createLogger(cfg.logLevel, { role: cfg.role })
@@ -135,7 +128,9 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     }
   }
   try {
-    const root = await pinnedRoot(db, enrollment.root, now(), cfg.expiryGrace)
+    const trust = await TrustedRoot.open(db, enrollment.root, now(), cfg.expiryGrace)
+    // Every part reads the root through this getter when it verifies: a rotation applies at once.
+    const rootNow = (): SignedRoot => trust.current
     const blobs = await PackStore.open(cfg.stateDir)
     cleanups.push(async () => { await blobs.close() })
     const opened = blobs.report
@@ -153,7 +148,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     let seedSync: SeedSync | undefined
     // A caching seed (cacheSize > 0) fetches what it lacks from upstream as it is asked.
     cleanups.push(await registerBlobsProtocol(node, { get: async cid => seedSync?.cache !== undefined ? await seedSync.cache.get(cid) : await blobs.get(cid) }, { stats: serverStats }))
-    const client = new BlobClient(node)
+    const client = new BlobClient(node, opts.blobClient)
     cleanups.push(async () => { await client.close() })
 
     let endpoint: Endpoint | undefined
@@ -161,11 +156,13 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     let seedFleet: SeedFleet | undefined
     let reporter: Reporter | undefined
     let webhooks: Webhooks | undefined
-    const records = new RecordStore(db, root, cfg.expiryGrace)
+    const records = new RecordStore(db, rootNow, cfg.expiryGrace)
     const announce = new Announce(node, db, {
       onPush: (channel, head, from) => { endpoint?.onPush(channel, head, from); seedSync?.onPush(channel, head, from) },
       onRecord: (record, from) => endpoint?.onPushRecord(record, from),
       records: async pkg => await records.load(pkg),
+      root: async version => await trust.bytesOf(version),
+      rootVersion: () => trust.current.signed.version,
       ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
     })
     await announce.start()
@@ -182,7 +179,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         cleanups.push(async () => { await hooks.stop() })
         events = new RolloutEvents(db, hooks)
       }
-      seed = new Seed({ node, db, blobs, client, announce, root, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now, records, ...(events !== undefined ? { events } : {}) })
+      seed = new Seed({ node, db, blobs, client, announce, get root () { return rootNow() }, trust, onlineKey: enrollment.onlineKey as KeyPair, cfg, log, metrics, now, records, ...(events !== undefined ? { events } : {}) })
       await seed.start()
       cleanups.push(async () => { await seed?.stop() })
       seedFleet = await startSeedFleet({ node, db, cfg, log, now })
@@ -191,7 +188,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       // What endpoint reports reveal (an install failed, a ring finished) goes to the admins too.
       const hooks = webhooks
       if (hooks !== undefined) f.store.onEvent((event, payload) => { hooks.emit(event, payload as unknown as Record<string, unknown>) })
-      seedSync = new SeedSync({ node, db, blobs, client, announce, root, seed, cfg, log, metrics, now })
+      seedSync = new SeedSync({ node, db, blobs, client, announce, get root () { return rootNow() }, seed, cfg, log, metrics, now })
       await seedSync.start()
       cleanups.push(async () => { await seedSync?.stop() })
     } else {
@@ -199,7 +196,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       const bucket = new TokenBucket({ rate: cfg.wanRate })
       const host = await detectHost(cfg)
       endpoint = new Endpoint({
-        node, host, db, blobs, client, announce, installer, bucket, root, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now, records,
+        node, host, db, blobs, client, announce, installer, bucket, get root () { return rootNow() }, trust, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now, records,
         onStateChange: () => reporter?.changed()
       })
       await endpoint.start()
@@ -229,6 +226,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         peers,
         packages: endpoint !== undefined ? await endpoint.packages() : [],
         heads: endpoint !== undefined ? await endpoint.heads() : [],
+        root: endpoint?.root() ?? { version: trust.current.signed.version, expires: trust.current.signed.expires },
         bytes: { seed: counters['bytes.seed'] ?? 0, lan: counters['bytes.lan'] ?? 0, origin: counters['bytes.origin'] ?? 0, served: serverStats.bytesServed },
         blobs: { stored: await storedBlobs() },
         deltas: { rebuilt: counters['delta.rebuilt'] ?? 0, fallbacks: counters['delta.fallbacks'] ?? 0, ...(endpoint?.lastDeltaFallback !== undefined ? { lastFallback: endpoint.lastDeltaFallback } : {}) }
@@ -262,7 +260,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     // Stop in reverse order of start: API, role, announce, client, blobs protocol, node, database.
     let stopping: Promise<void> | undefined
     return {
-      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, status, fleet: seedFleet?.store, reporter,
+      cfg, node, db, blobs, metrics, serverStats, endpoint, seed, api, webhooks, log, trust, status, fleet: seedFleet?.store, reporter,
       stop: async () => {
         stopping ??= (async () => {
           await cleanup()

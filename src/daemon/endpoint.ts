@@ -34,6 +34,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ShoalNode } from '../net/node.js'
 import type { HostInfo } from './host-info.js'
 import { loadHead, storeHead, type Announce } from './announce.js'
+import type { TrustedRoot } from './trusted-root.js'
 import type { DaemonConfig } from './config.js'
 import { DeltaDownload, heldReleases, presentMap, type DeltaFallback } from './delta-download.js'
 import type { Logger } from './log.js'
@@ -63,7 +64,9 @@ export interface EndpointDeps {
   announce: Announce
   installer: Installer
   bucket: TokenBucket
+  /** The trusted root (read at each check: `trust` may rotate it). */
   root: SignedRoot
+  trust: TrustedRoot
   contentKey: Uint8Array
   cfg: DaemonConfig
   log: Logger
@@ -106,6 +109,12 @@ export interface PackageStatus {
 
 export interface HeadStatus { channel: string, seq: number, issued: string, expires: string, stale: boolean, error?: string }
 
+/** The trusted root: its version, and why the last new root offered by a seed was refused. */
+export interface RootStatus { version: number, expires: string, error?: string }
+
+/** Root versions walked in one pass at most (each is an RPC and two threshold checks). */
+const MAX_ROOT_STEPS = 16
+
 export class Endpoint {
   private timer: NodeJS.Timeout | undefined
   /** Sync passes, one at a time; a kick during a pass runs one more after it. */
@@ -125,6 +134,7 @@ export class Endpoint {
   readonly scores = new PeerScores()
   readonly site: Site
   private readonly headErrors = new Map<string, string>()
+  private rootError: string | undefined
   /** The last delta that did not rebuild (its chunks were fetched whole), for status. */
   lastDeltaFallback: DeltaFallback | undefined
   private readonly seeds: Multiaddr[]
@@ -282,21 +292,64 @@ export class Endpoint {
   }
 
   /**
+   * Walks the root chain (docs/protocol.md §1.4) once a seed's heads reply says it trusts a newer
+   * root than mine: asks that seed, then the others, for version + 1 until none has it. A root is
+   * taken only when signed by a threshold of the trusted root keys and of its own; one refused is
+   * logged and shown in status, and the next seed is asked. When the online role changed, the
+   * accepted heads are forgotten (TUF §5.3.11): a head fast-forwarded by a stolen online key
+   * would otherwise refuse every honest head signed after the rotation.
+   */
+  private async walkRoots (first: Multiaddr): Promise<void> {
+    const order = [first, ...this.seeds.filter(s => s !== first)]
+    for (let step = 0; step < MAX_ROOT_STEPS; step++) {
+      const version = this.d.trust.current.signed.version + 1
+      let advanced = false
+      for (const seed of order) {
+        let bytes: Uint8Array
+        try {
+          bytes = await this.d.announce.fetchRoot(seed, version, this.soft.signal)
+        } catch (err) {
+          this.d.log.debug({ err, seed: seed.toString(), version }, 'no newer root from seed')
+          continue
+        }
+        try {
+          const r = await this.d.trust.advance(bytes, this.d.now(), this.d.cfg.expiryGrace)
+          this.rootError = undefined
+          this.d.log.warn({ version, onlineChanged: r.onlineChanged, publisherChanged: r.publisherChanged, seed: seed.toString() }, 'new root accepted')
+          if (r.onlineChanged) {
+            for (const channel of this.d.cfg.channels) await this.d.db.heads.del(channel)
+            this.d.log.warn({ channels: this.d.cfg.channels }, 'the online key changed: accepted heads forgotten, the next head may restart its sequence')
+          }
+          advanced = true
+          break
+        } catch (err) {
+          this.rootError = err instanceof ShoalError ? `root.json v${version} from ${seed.toString()}: ${err.message} [${err.code}]` : String(err)
+          this.d.log.error({ err, seed: seed.toString(), version }, 'new root refused; the trusted root is kept')
+        }
+      }
+      if (!advanced) return
+    }
+  }
+
+  /**
    * Heads from the seeds and origins, one source per pass when it gives a good head for every
    * channel followed; a source that is unreachable, lacks a channel or sends a refused head (stale,
    * tampered: a malicious mirror) passes the turn to the next.
    */
   private async pollHeads (): Promise<void> {
     const channels = this.d.cfg.channels
-    const sources = [
-      ...this.seeds.map(seed => ({ name: seed.toString(), heads: async () => await this.d.announce.fetchHeads(seed, channels, this.soft.signal) })),
-      ...this.origins.map(o => ({ name: o.base, heads: async () => await o.heads(channels, this.soft.signal) }))
+    const sources: Array<{ name: string, seed?: Multiaddr, heads: () => Promise<{ heads: Map<string, Uint8Array>, root?: number }> }> = [
+      ...this.seeds.map(seed => ({ name: seed.toString(), seed, heads: async () => await this.d.announce.fetchHeadsAndRoot(seed, channels, this.soft.signal) })),
+      ...this.origins.map(o => ({ name: o.base, heads: async () => ({ heads: await o.heads(channels, this.soft.signal) }) }))
     ]
     const start = this.pollTurn++ % Math.max(1, sources.length)
     for (const src of [...sources.slice(start), ...sources.slice(0, start)]) {
       let heads: Map<string, Uint8Array>
       try {
-        heads = await src.heads()
+        const r = await src.heads()
+        heads = r.heads
+        // A newer root first: heads signed by a rotated online key verify only under it.
+        if (src.seed !== undefined && r.root !== undefined && r.root > this.d.trust.current.signed.version) await this.walkRoots(src.seed)
       } catch (err) {
         this.d.log.warn({ err, source: src.name }, 'cannot reach seed or origin')
         continue
@@ -495,7 +548,15 @@ export class Endpoint {
     }
     let lastErr: unknown
     for (const seed of this.seeds) {
-      try { return await this.d.announce.fetchManifest(seed, id, this.soft.signal) } catch (err) { lastErr = err }
+      // A seed's bytes are checked against the id here, like a member's: the caller's check would
+      // refuse them as mix-and-match, a trust failure that marks the release failed, though the
+      // next seed may hold the right manifest (a lying or broken seed must cost a retry, not the release).
+      try {
+        const b = await this.d.announce.fetchManifest(seed, id, this.soft.signal)
+        if (manifestId(b) === id) return b
+        lastErr = new ShoalError('ERR_MIX_AND_MATCH', `seed ${seed.toString()} serves another manifest than ${id} the head names (tampered or broken seed)`)
+      } catch (err) { lastErr = err }
+      this.d.log.warn({ seed: seed.toString(), release: `${name}@${version}`, id, err: lastErr }, 'manifest not available from seed; asking the next source')
     }
     for (const o of this.origins) {
       try {
@@ -570,9 +631,12 @@ export class Endpoint {
         this.d.metrics.blobsReceived.inc({ source })
         await this.d.db.counters.add(`bytes.${source}`, bytes)
       },
-      onBadBlob: (peer, banned) => {
+      onBadBlob: (peer, banned, err) => {
         this.d.metrics.badBlobs.inc({ source: 'lan' })
-        this.d.log.warn({ peer, banned }, banned ? 'peer banned after blobs that failed their cid' : 'a blob from a peer failed its cid')
+        this.d.log.warn({ peer, banned, err }, banned ? 'peer banned after blobs that failed their cid or their size' : 'a blob from a peer failed its cid or its size')
+      },
+      onSlow: (peer, banned, err) => {
+        this.d.log.warn({ peer, banned, err }, banned ? 'peer banned after requests that timed out (slow or stalled)' : 'a request to a peer timed out')
       },
       log: (msg, fields) => this.d.log.debug(fields ?? {}, msg)
     })
@@ -686,6 +750,11 @@ export class Endpoint {
       }
     }
     return [...out.values()].sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  root (): RootStatus {
+    const r = this.d.trust.current.signed
+    return { version: r.version, expires: r.expires, ...(this.rootError !== undefined ? { error: this.rootError } : {}) }
   }
 
   async heads (): Promise<HeadStatus[]> {

@@ -5,12 +5,12 @@
 import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
 import { ShoalError } from '../core/errors.js'
-import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry } from '../core/head.js'
+import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry, type SignedHead } from '../core/head.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
-import { RollbackError } from '../core/signed.js'
+import { RollbackError, verifyThreshold } from '../core/signed.js'
 import type { BlobClient } from '../net/blobs.js'
 import { PUBLISH_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString } from '../net/control.js'
@@ -24,6 +24,7 @@ import { describeRecord, type RecordBody } from '../rollout/records.js'
 import type { RecordStore } from '../rollout/record-store.js'
 import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
+import type { TrustedRoot } from './trusted-root.js'
 import type { Logger } from './log.js'
 import type { DaemonMetrics } from './metrics.js'
 
@@ -46,7 +47,9 @@ export interface SeedDeps {
   blobs: BlobStorage
   client: BlobClient
   announce: Announce
+  /** The trusted root (read at each check: `trust` may rotate it). */
   root: SignedRoot
+  trust: TrustedRoot
   onlineKey: KeyPair
   cfg: DaemonConfig
   log: Logger
@@ -155,6 +158,7 @@ export class Seed {
     }
     if (op === 'commit') return encodeControl({ ...(await this.commit(bytes, peer)) })
     if (op === 'record') return encodeControl({ ...(await this.acceptRecord(bytes, peer)) })
+    if (op === 'root') return encodeControl({ ...(await this.acceptRoot(bytes, peer)) })
     throw new PublishRefusedError(`unknown publish operation ${JSON.stringify(op).slice(0, 40)}`)
   }
 
@@ -238,6 +242,26 @@ export class Seed {
     return { accepted: r.outcome, id: r.id, seq: r.record.signed.seq, pushed, warnings }
   }
 
+  /**
+   * A new root from a publisher: one chain step (threshold of the current root keys and of its
+   * own), kept and served to endpoints (announce op "root"). When it replaces the online key, this
+   * seed cannot sign heads until it is restarted with a seed-enroll.json holding the new key: said
+   * in the reply and the log.
+   */
+  private async acceptRoot (bytes: Uint8Array, peer: PeerId): Promise<{ version: number, onlineChanged: boolean, signsHeads: boolean }> {
+    const r = await this.d.trust.advance(bytes, this.d.now(), this.d.cfg.expiryGrace)
+    const signsHeads = this.signsHeads()
+    this.d.log.warn({ version: r.root.signed.version, onlineChanged: r.onlineChanged, publisherChanged: r.publisherChanged, from: peer.toString() }, 'new root accepted')
+    if (!signsHeads) this.d.log.error({ version: r.root.signed.version }, 'this seed\'s online key is not in the new root\'s online role: restart it with a seed-enroll.json holding the new online key')
+    return { version: r.root.signed.version, onlineChanged: r.onlineChanged, signsHeads }
+  }
+
+  /** Whether this seed's online key meets the current root's online role (a threshold of 1). */
+  private signsHeads (): boolean {
+    const online = this.d.root.signed.roles.online
+    return online.threshold === 1 && online.keyids.includes(this.d.onlineKey.keyid)
+  }
+
   /** What a valid record will not do, told to the publisher: a release this seed does not serve, a ring its policy does not name. */
   private async recordWarnings (r: RecordBody): Promise<string[]> {
     let manifest: SignedManifest | undefined
@@ -259,6 +283,15 @@ export class Seed {
     return []
   }
 
+  private signedByOnlineRole (head: SignedHead): boolean {
+    try {
+      verifyThreshold('head', head, this.d.root.signed.roles.online, this.d.root.signed.keys)
+      return true
+    } catch {
+      return false
+    }
+  }
+
   private async currentHead (channel: string): Promise<HeadBody | null> {
     const bytes = await loadHead(this.d.db, channel)
     return bytes === null ? null : decodeHead(bytes).signed
@@ -268,13 +301,13 @@ export class Seed {
    * Signs the next head of `channel` with `update` applied to its packages, stores it, pushes it.
    * `minSeq`: at least this sequence (a merge with a peer seed's head must outrun both).
    */
-  async updateHead (channel: string, update: (p: Record<string, HeadEntry>) => Record<string, HeadEntry>, minSeq = 0): Promise<number> {
+  async updateHead (channel: string, update: (p: Record<string, HeadEntry>) => Record<string, HeadEntry>, minSeq = 0, restart = false): Promise<number> {
     const run = async (): Promise<number> => {
       const last = await this.currentHead(channel)
       const now = this.d.now()
       const { bytes, head } = signHead({
         channel,
-        seq: Math.max((last?.seq ?? 0) + 1, minSeq),
+        seq: restart ? Math.max(1, minSeq) : Math.max((last?.seq ?? 0) + 1, minSeq),
         issued: now,
         expires: new Date(now.getTime() + this.d.cfg.headLifetime),
         packages: update(last?.packages ?? {}),
@@ -311,8 +344,18 @@ export class Seed {
   /** Re-signs every head past half its lifetime, so endpoints never see a lapsed one from a live seed. */
   async refreshHeads (): Promise<void> {
     for await (const [channel] of this.d.db.heads.entries()) {
-      const head = await this.currentHead(channel)
-      if (head === null) continue
+      const bytes = await loadHead(this.d.db, channel)
+      if (bytes === null) continue
+      const signed = decodeHead(bytes)
+      const head = signed.signed
+      // A head the current root's online role did not sign (the online key was rotated, perhaps
+      // after a fast-forward by the stolen one): endpoints forgot their heads at the rotation, so
+      // the sequence restarts at 1 under the new key, packages kept.
+      if (this.signsHeads() && !this.signedByOnlineRole(signed)) {
+        const seq = await this.updateHead(channel, p => p, 0, true)
+        this.d.log.warn({ channel, seq, was: head.seq }, 'channel head re-signed under the new online key: its sequence restarts')
+        continue
+      }
       const issued = Date.parse(head.issued)
       const expires = Date.parse(head.expires)
       const now = this.d.now().getTime()

@@ -353,7 +353,16 @@ class ClientSession {
         return
       }
       for (const p of this.#pending.values()) {
-        if (now - p.sentAt <= requestTimeoutMs) break
+        const age = now - p.sentAt
+        if (age <= requestTimeoutMs) break
+        // A request is cancelled at its deadline at the latest, and an honest server ends a
+        // cancelled response at once. One still open a further deadline later holds an in-flight
+        // slot for good (a peer trickling bytes, ignoring CANCEL): requests queued behind such
+        // slots would wait without any deadline, so the session is dropped and they fail.
+        if (p.cancelled && age > 2 * requestTimeoutMs) {
+          this.kill(new NetTimeoutError(`${this.#peer} kept a cancelled request open (waiting for it to end)`, requestTimeoutMs))
+          return
+        }
         this.#cancel(p, new NetTimeoutError(`fetching blob ${hex(p.cid)} from ${this.#peer}`, requestTimeoutMs))
       }
     }, Math.max(20, Math.min(idleTimeoutMs, openTimeoutMs, requestTimeoutMs) / 4))

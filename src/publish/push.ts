@@ -74,6 +74,12 @@ export class SeedSession {
     return { accepted: header.accepted === 'same' ? 'same' : 'new', id: String(header.id), seq: Number(header.seq), pushed: Number(header.pushed), warnings }
   }
 
+  /** Offers a new root.json (one chain step); the seed keeps it and serves it to endpoints. */
+  async sendRoot (root: Uint8Array): Promise<{ version: number, onlineChanged: boolean, signsHeads: boolean }> {
+    const { header } = decodeControl(await this.call(encodeControl({ op: 'root' }, [root])), 'publish root reply')
+    return { version: Number(header.version), onlineChanged: header.onlineChanged === true, signsHeads: header.signsHeads === true }
+  }
+
   async offer (manifest: Uint8Array): Promise<OfferResult> {
     const { header } = decodeControl(await this.call(encodeControl({ op: 'offer' }, [manifest])), 'publish offer reply')
     return { already: header.already === true, missing: Number(header.missing), missingBytes: Number(header.missingBytes) }

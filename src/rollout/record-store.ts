@@ -21,7 +21,8 @@ export class RecordStore {
   /** Accepts run one at a time: read, check, append, write. */
   private tail: Promise<unknown> = Promise.resolve()
 
-  constructor (private readonly db: StateDb, private readonly root: SignedRoot, private readonly graceSeconds: number) {}
+  /** `root`: the trusted root, or a getter of it when the daemon may rotate it while running. */
+  constructor (private readonly db: StateDb, private readonly root: SignedRoot | (() => SignedRoot), private readonly graceSeconds: number) {}
 
   /**
    * Decodes, verifies (publisher threshold, root and record unexpired) and replay-checks `bytes`
@@ -35,7 +36,7 @@ export class RecordStore {
       const held = await this.load(record.signed.package)
       if (held.some(b => Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(bytes))) return { outcome: 'same', record, bytes, id }
       // Only now the signatures: a record already held needs no second verification (it may have expired since).
-      verifyRecord(record, this.root, now, { graceSeconds: this.graceSeconds })
+      verifyRecord(record, typeof this.root === 'function' ? this.root() : this.root, now, { graceSeconds: this.graceSeconds })
       const last = held.at(-1)
       const outcome = checkRecordAdvance(last === undefined ? null : decodeRecord(last).signed, record.signed)
       if (outcome === 'same') throw new RollbackError(`control record seq ${record.signed.seq} is held in another spelling`)

@@ -11,7 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ChunkRef } from '../core/manifest.js'
 import { cidFromHex } from '../core/seal.js'
 import type { BlobClient } from '../net/blobs.js'
-import { BlobVerifyError } from '../net/errors.js'
+import { BlobVerifyError, NetTimeoutError, PeerProtocolError } from '../net/errors.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { HaveMap } from './have-map.js'
 import type { PeerScores } from './peer-scores.js'
@@ -69,8 +69,10 @@ export interface ReleaseFetchOptions {
   progress: FetchProgress
   /** A verified blob landed; `from` is 'seed', 'origin' or the LAN peer's id. */
   onBlob: (from: WanSourceKind | string, bytes: number) => Promise<void>
-  /** A peer sent a blob that failed its cid. */
-  onBadBlob?: (peer: string, banned: boolean) => void
+  /** A peer sent a blob that failed its cid, or broke the protocol (more bytes than the blob's size…). */
+  onBadBlob?: (peer: string, banned: boolean, err: Error) => void
+  /** A request to a peer timed out: it trickled, or sent nothing. */
+  onSlow?: (peer: string, banned: boolean, err: Error) => void
   /** My have-map for this release, shared with the site (kept current by this module). */
   have: HaveMap
   /**
@@ -255,9 +257,15 @@ export class ReleaseFetch {
           this.failure = err instanceof Error ? err : new Error(String(err))
           return
         }
-        if (err instanceof BlobVerifyError) {
-          const banned = this.o.scores.badBlob(from)
-          this.o.onBadBlob?.(from, banned)
+        // A lie (bytes that fail the cid, more than the signed size: PeerProtocolError) costs a
+        // bad blob; a request that timed out (a peer trickling bytes keeps the stream alive, only
+        // the request deadline catches it) costs slow points. Without the score, a LAN peer that
+        // holds every chunk would be asked again and again, one request timeout at a time.
+        const lie = err instanceof BlobVerifyError || err instanceof PeerProtocolError
+        if (lie || err instanceof NetTimeoutError) {
+          const banned = lie ? this.o.scores.badBlob(from) : this.o.scores.slow(from)
+          if (lie) this.o.onBadBlob?.(from, banned, err)
+          else this.o.onSlow?.(from, banned, err)
           if (banned) this.cancel(this.scheduler.peerBanned(from))
         }
         this.o.log?.('LAN fetch failed; the chunk is planned again', { peer: from, err })

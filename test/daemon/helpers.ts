@@ -25,11 +25,11 @@ export class Fleet {
   seed!: Daemon
   private constructor (readonly dir: string) {}
 
-  static async create (name = 'fleet'): Promise<Fleet> {
+  static async create (name = 'fleet', keys: Partial<Pick<Parameters<typeof initKeysDir>[0], 'rootKeys' | 'rootThreshold' | 'publisherKeys' | 'publisherThreshold'>> = {}): Promise<Fleet> {
     const f = new Fleet(await mkdtemp(join(tmpdir(), `shoal-${name}-`)))
     f.keysDir = join(f.dir, 'keys')
     f.repo = join(f.dir, 'repo')
-    await initKeysDir({ dir: f.keysDir, rootKeys: 1, rootThreshold: 1, publisherKeys: 1, publisherThreshold: 1, expires: new Date(Date.now() + 30 * 86400_000) })
+    await initKeysDir({ dir: f.keysDir, rootKeys: 1, rootThreshold: 1, publisherKeys: 1, publisherThreshold: 1, ...keys, expires: new Date(Date.now() + 30 * 86400_000) })
     f.keys = await loadPublisherKeys(f.keysDir)
     return f
   }

@@ -207,6 +207,7 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
     seeds: [
       encodeControl({ op: 'heads', channels: ['stable', 'beta'] }), encodeControl({ op: 'manifest', id: hex('a') }),
       encodeControl({ op: 'push', channel: 'stable' }, [enc.encode('{"signed":{}}')]), encodeControl({ op: 'site', site: 'office', addrs: ['/ip4/127.0.0.1/tcp/1'] }),
+      encodeControl({ op: 'root', version: 2 }),
       encodeControl({ channels: ['stable', 'beta'] }, [enc.encode('{"a":1}'), enc.encode('{"b":2}')]), encodeControl({}, [enc.encode('{"m":1}')]),
       encodeControl({ peers: [{ id: '12D3KooWLRPJAA5o6Z6ZSe8LG9uAR3xWYoUu2MP5PCPRLNCtzuEz', addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
     ],

@@ -4,7 +4,8 @@ import {
   BlobBusyError, BlobClient, BlobNotFoundError, BlobServerStats, BlobVerifyError, NetAbortedError,
   NetTimeoutError, PeerConnectionError, PeerProtocolError, registerBlobsProtocol, type BlobSource
 } from '../../src/net/blobs.js'
-import { encodeDataHeader, encodeResponse, Status } from '../../src/net/blobs-wire.js'
+import { decodeClientMsg, encodeDataHeader, encodeHello, encodeResponse, MsgType, Status } from '../../src/net/blobs-wire.js'
+import { FrameWriter, readFrames } from '../../src/net/framing.js'
 import { BLOBS_PROTOCOL } from '../../src/net/constants.js'
 import { evilBlobServer, MemorySource, NodePool, sha256, waitFor } from './helpers.js'
 
@@ -233,6 +234,32 @@ describe('blobs protocol', () => {
     await evilBlobServer(silent, () => {}) // says HELLO, then never answers
     const bc2 = client(node, { idleTimeoutMs: 300 })
     await expect(bc2.fetch(silent.peerId, randomBytes(32), 100)).rejects.toThrow(/waiting for data/)
+  })
+
+  it('drops a server that keeps a cancelled request open (trickling, ignoring CANCEL): requests queued behind it fail, they do not wait forever', async () => {
+    const [server, node] = await Promise.all([pool.create(), pool.create()])
+    // one request in flight at a time; each answered with one byte every 100 ms, CANCEL ignored
+    await server.handle(BLOBS_PROTOCOL, async (stream) => {
+      const w = new FrameWriter(stream)
+      await w.write([encodeHello(1)])
+      try {
+        for await (const f of readFrames(stream, { maxFrameBytes: 1024 })) {
+          const m = decodeClientMsg(f)
+          if (m.type !== MsgType.REQUEST) continue
+          await w.write([encodeResponse(m.reqId, Status.OK, 1000)])
+          for (let i = 0; i < 1000 && stream.status === 'open'; i++) {
+            await new Promise(resolve => setTimeout(resolve, 100))
+            await w.write([[encodeDataHeader(m.reqId), Uint8Array.of(0)]]).catch(() => {})
+          }
+        }
+      } catch { /* the client dropped the stream */ }
+    })
+    const bc = client(node, { requestTimeoutMs: 200 })
+    const t0 = Date.now()
+    await expect(bc.fetch(server.peerId, randomBytes(32), 1000)).rejects.toBeInstanceOf(NetTimeoutError)
+    // queued behind the cancelled one, which the server goes on trickling
+    await expect(bc.fetch(server.peerId, randomBytes(32), 1000)).rejects.toThrow(/kept a cancelled request open/)
+    expect(Date.now() - t0).toBeLessThan(3000) // not the 100 s the trickle would take
   })
 
   it('stops serving when unregistered', async () => {
