@@ -1,7 +1,7 @@
 // Issue 7, faults: clock skew on an endpoint. Real endpoint processes whose clock is shifted with
 // the test-only SHOAL_TEST_CLOCK_SKEW (docs/daemon.md, "Clock") against a seed whose heads live
-// 2 h (re-signed at half-life, so a head it serves has 1–2 h left). An endpoint 1 h ahead or 1 h
-// behind installs; one 3 h ahead sees every head expired (beyond the 5 min grace), says so in
+// 2 h (the head of a release just published has all of it left). An endpoint 1 h ahead or 1 h
+// behind installs; one 3 h ahead sees the head expired (beyond the 5 min grace), says so in
 // /status and installs nothing — until its clock is right again.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,7 +15,7 @@ let f: ProcFleet | undefined
 let dir = ''
 afterAll(async () => {
   for (const p of f?.procs ?? []) await p.kill9()
-  if (dir !== '') await rm(dir, { recursive: true, force: true })
+  if (dir !== '') await rm(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
 describe('faults: clock skew on an endpoint', () => {

@@ -24,7 +24,7 @@ afterAll(async () => {
     const r = spawnSync('umount', [m])
     if (r.status !== 0) spawnSync('umount', ['-l', m])
   }
-  if (dir !== '' && process.env.SHOAL_FAULT_KEEP === undefined) await rm(dir, { recursive: true, force: true })
+  if (dir !== '' && process.env.SHOAL_FAULT_KEEP === undefined) await rm(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
 async function tmpfs (path: string, size: string): Promise<void> {

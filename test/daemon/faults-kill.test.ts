@@ -30,7 +30,7 @@ let dir = ''
 
 afterAll(async () => {
   for (const p of f?.procs ?? []) await p.kill9()
-  if (dir !== '') await rm(dir, { recursive: true, force: true })
+  if (dir !== '') await rm(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
 interface Timing { fetch: [number, number], assemble: [number, number], hooks: [number, number], switch: [number, number], total: number }
@@ -176,7 +176,25 @@ describe('faults: kill -9 of an endpoint daemon', () => {
       for (const v of await inst.versions('app')) expect(await snapshot(join(pdir, 'versions', v)), `trial ${i}: versions/${v}`).toEqual(v === '1.0.0' ? v1Snap : v2Snap)
       expect((await readdir(pdir)).filter(x => x !== 'versions' && x !== 'current'), `trial ${i}: leftovers`).toEqual([])
       const what = rec === null ? 'before the release was recorded' : `${rec.state}, ${held}/${v2Blobs.size} blobs held, current ${cur}${r.interrupted !== undefined ? ', postinstall interrupted' : ''}${r.removed.length > 0 ? `, removed ${r.removed.join(' ')}` : ''}`
-      const kind = rec === null ? 'unrecorded' : `${rec.state}/${cur}`
+      // what the kill hit, read off what it left (docs/install.md, "What recover(package) does")
+      const removed = r.removed.join(' ')
+      const kind = rec === null
+        ? 'before the release was recorded'
+        : rec.state === 'downloading'
+          ? 'fetch'
+          : rec.state === 'installed'
+            ? 'after the install'
+            : r.interrupted !== undefined
+              ? 'switched, postinstall not confirmed: rolled back'
+              : removed.includes('.staging-')
+                ? 'assemble: staging tree removed'
+                : removed.includes('versions/2.0.0')
+                  ? 'tree renamed, marker not written: removed'
+                  : removed.includes('shoal-hook-')
+                    ? 'preinstall running: v2 complete, kept'
+                    : removed.includes('pending.json')
+                      ? 'journal being written'
+                      : 'installing, nothing to undo'
       found[kind] = (found[kind] ?? 0) + 1
 
       const servedBefore = (await fleet.seed.status())?.bytes.served ?? 0
