@@ -105,8 +105,8 @@ export class ReleaseFetch {
   private wanDown: Error | undefined
   /**
    * Storing or counting a fetched blob failed (disk full): fatal to this fetch. Taken for a failed
-   * request, it made the chunk planned again at once, so a full disk fetched the same LAN blobs
-   * in a loop and a WAN one ended the fetch with a misleading error.
+   * request, the chunk was planned again at once, so a full disk fetched the same blob from a site
+   * peer in a loop (and from the WAN it would pass for the seed being away).
    */
   private localFailure: Error | undefined
 

@@ -85,6 +85,13 @@ describe.skipIf(!isRoot)('faults: disk full', () => {
     const served = (await a.status())?.bytes.served ?? 0
     expect(served).toBeGreaterThan(0)
     expect(a.running).toBe(true)
+    // Still full, it now finds every blob at its site peer: a blob it cannot store ends its fetch
+    // (retried with the backoff), it does not fetch the same blobs from the peer again and again.
+    const bServed0 = (await b.status())?.bytes.served ?? 0
+    await new Promise(resolve => setTimeout(resolve, 4_000))
+    const bServed = ((await b.status())?.bytes.served ?? 0) - bServed0
+    expect(bServed, 'bytes the site peer served the full endpoint in 4 s').toBeLessThan(2 * total)
+    expect((await a.status())?.disk?.full).toBe(true)
 
     // Space back: it finishes by itself, byte for byte.
     await rm(filler)
@@ -111,6 +118,6 @@ describe.skipIf(!isRoot)('faults: disk full', () => {
     await until(async () => (await c.pkg())?.installed === '1.0.0', 30_000, 'the install once the install root has space')
     expect((await c.status())?.disk?.full).toBe(false)
     expect(await snapshot(join(cApps, 'app', 'current'))).toEqual(want)
-    console.log(`disk full: release ${blobs.size} blobs, ${total} B; state dir full after ${held} blobs; ${served} B served to the site peer meanwhile; installed ${recoveredMs} ms after space came back; install root full: ${pc?.error?.message ?? ''}`)
+    console.log(`disk full: release ${blobs.size} blobs, ${total} B; state dir full after ${held} blobs; ${served} B served to the site peer meanwhile; the peer served it ${bServed} B in 4 s while it was still full; installed ${recoveredMs} ms after space came back; install root full: ${pc?.error?.message ?? ''}`)
   }, 180_000)
 })
