@@ -51,7 +51,9 @@ Examples:
         if (FIELDS.includes(field)) overrides[field] = flagValue(field, v)
       }
       const cfg = await loadConfig(resolve(o.config as string), overrides)
-      const daemon = await startDaemon(cfg)
+      const skew = clockSkew(process.env.SHOAL_TEST_CLOCK_SKEW)
+      const daemon = await startDaemon(cfg, skew === 0 ? {} : { now: () => new Date(Date.now() + skew) })
+      if (skew !== 0) daemon.log.warn({ skewMs: skew }, 'SHOAL_TEST_CLOCK_SKEW is set: this daemon\'s clock for expiry and rollout times is shifted (for tests only)')
       if (daemon.api !== undefined) process.stderr.write(`shoal ${cfg.role} ${daemon.node.peerId.toString()} · API http://${daemon.api.address}\n`)
       await new Promise<void>(done => {
         let stopping = false
@@ -65,4 +67,17 @@ Examples:
         process.once('SIGTERM', () => stop('SIGTERM'))
       })
     })
+}
+
+/**
+ * Test-only clock injection (docs/daemon.md, "Clock"): SHOAL_TEST_CLOCK_SKEW="+1h" / "-30m" shifts
+ * the clock the daemon checks expiry and rollout times against, so a test can run a real daemon
+ * process with a skewed clock without changing the machine's. Not a config field on purpose: no
+ * deployment should carry it.
+ */
+export function clockSkew (text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return 0
+  const t = text.trim()
+  const sign = t.startsWith('-') ? -1 : 1
+  return sign * parseDuration(t.replace(/^[+-]/, ''), 'SHOAL_TEST_CLOCK_SKEW')
 }

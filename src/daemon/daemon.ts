@@ -18,7 +18,7 @@ import { SHOAL_VERSION } from '../version.js'
 import { Announce } from './announce.js'
 import { startApi, type ApiServer } from './api.js'
 import { ConfigError, type DaemonConfig } from './config.js'
-import { Endpoint, type HeadStatus, type PackageStatus, type RootStatus } from './endpoint.js'
+import { Endpoint, type DiskStatus, type HeadStatus, type PackageStatus, type RootStatus } from './endpoint.js'
 import type { DeltaFallback } from './delta-download.js'
 import { createLogger, type Logger } from './log.js'
 import { DaemonMetrics } from './metrics.js'
@@ -65,6 +65,8 @@ export interface DaemonStatus {
   blobs: { stored: number }
   /** Chunks rebuilt from delta blobs, deltas that fell back to full blobs, and the last fallback. */
   deltas: { rebuilt: number, fallbacks: number, lastFallback?: DeltaFallback }
+  /** Endpoint: the last pass stopped on a full disk (state dir or install root). */
+  disk: DiskStatus
 }
 
 export interface Daemon {
@@ -229,7 +231,8 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         root: endpoint?.root() ?? { version: trust.current.signed.version, expires: trust.current.signed.expires },
         bytes: { seed: counters['bytes.seed'] ?? 0, lan: counters['bytes.lan'] ?? 0, origin: counters['bytes.origin'] ?? 0, served: serverStats.bytesServed },
         blobs: { stored: await storedBlobs() },
-        deltas: { rebuilt: counters['delta.rebuilt'] ?? 0, fallbacks: counters['delta.fallbacks'] ?? 0, ...(endpoint?.lastDeltaFallback !== undefined ? { lastFallback: endpoint.lastDeltaFallback } : {}) }
+        deltas: { rebuilt: counters['delta.rebuilt'] ?? 0, fallbacks: counters['delta.fallbacks'] ?? 0, ...(endpoint?.lastDeltaFallback !== undefined ? { lastFallback: endpoint.lastDeltaFallback } : {}) },
+        disk: endpoint?.diskFull !== undefined ? { full: true, code: 'ERR_DISK_FULL', ...endpoint.diskFull } : { full: false }
       }
     }
 

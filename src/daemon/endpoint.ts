@@ -21,7 +21,7 @@ import type { BlobClient } from '../net/blobs.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { BlobVerifyError } from '../net/errors.js'
 import { OriginClient } from '../net/origin-client.js'
-import { syncFilesystem } from '../store/fs-util.js'
+import { isDiskFull, StorageFullError, syncFilesystem } from '../store/fs-util.js'
 import type { ReleaseRecord, StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
 import { ownershipWeight, rankOwners } from '../swarm/ownership.js'
@@ -45,7 +45,7 @@ import { describeRecord } from '../rollout/records.js'
 import { runNotify } from '../rollout/notify.js'
 
 /** Errors of availability, not of trust: worth retrying at the next pass. */
-const TRANSIENT = /^ERR_(NET_|PEER_CONNECTION|PEER_PROTOCOL|RPC_REMOTE|NOT_FOUND|ABORTED|ADMISSION|STREAM_|BLOB_NOT_FOUND|BLOB_BUSY|BLOB_REMOTE|PAUSED|FRAME_)/
+const TRANSIENT = /^ERR_(NET_|PEER_CONNECTION|PEER_PROTOCOL|RPC_REMOTE|NOT_FOUND|ABORTED|ADMISSION|STREAM_|BLOB_NOT_FOUND|BLOB_BUSY|BLOB_REMOTE|PAUSED|FRAME_|DISK_FULL)/
 function isTransient (err: unknown): boolean {
   return !(err instanceof ShoalError) || TRANSIENT.test(err.code)
 }
@@ -54,6 +54,18 @@ const MANIFEST_WAIT_MS = 5_000
 
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
+
+/**
+ * A pass that failed for availability (seed away, blobs on no source) is retried after
+ * RETRY_MIN_MS, doubling up to pollInterval, each delay drawn in its upper half: a seed back from a
+ * restart is noticed within seconds rather than a poll interval, one that stays away costs each
+ * endpoint at most one attempt per pollInterval, and a fleet does not come back in step.
+ */
+export const RETRY_MIN_MS = 1_000
+export function retryDelay (attempt: number, pollInterval: number, random = Math.random()): number {
+  const cap = Math.min(pollInterval, RETRY_MIN_MS * 2 ** Math.min(attempt, 30))
+  return Math.round(cap * (0.5 + random / 2))
+}
 
 export interface EndpointDeps {
   node: ShoalNode
@@ -107,6 +119,9 @@ export interface PackageStatus {
   rollbackTo?: string
 }
 
+/** `/status` `disk`: whether the last pass stopped on a full disk (state dir or install root), and which. */
+export interface DiskStatus { full: boolean, path?: string, code?: string, message?: string, since?: string }
+
 export interface HeadStatus { channel: string, seq: number, issued: string, expires: string, stale: boolean, error?: string }
 
 /** The trusted root: its version, and why the last new root offered by a seed was refused. */
@@ -117,6 +132,9 @@ const MAX_ROOT_STEPS = 16
 
 export class Endpoint {
   private timer: NodeJS.Timeout | undefined
+  private retryTimer: NodeJS.Timeout | undefined
+  /** Passes in a row that failed for availability (retryDelay). */
+  private retries = 0
   /** Sync passes, one at a time; a kick during a pass runs one more after it. */
   private readonly passes = new CoalescedTask(async () => await this.pass(), err => { this.d.log.warn({ err }, 'sync pass failed') })
   private stopped = false
@@ -135,6 +153,8 @@ export class Endpoint {
   readonly site: Site
   private readonly headErrors = new Map<string, string>()
   private rootError: string | undefined
+  /** Set when a pass stopped on a full disk; cleared by the next pass that does not (space came back). */
+  diskFull: { path: string, message: string, since: string } | undefined
   /** The last delta that did not rebuild (its chunks were fetched whole), for status. */
   lastDeltaFallback: DeltaFallback | undefined
   private readonly seeds: Multiaddr[]
@@ -205,6 +225,7 @@ export class Endpoint {
   async stop (): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
+    clearTimeout(this.retryTimer)
     this.soft.abort()
     // Blobs in flight are let land (a restart would fetch them again otherwise), within reason.
     const hard = setTimeout(() => { this.abort.abort() }, STOP_GRACE_MS)
@@ -275,6 +296,8 @@ export class Endpoint {
     await this.findLabelMates()
     await this.site.refresh()
     if (this.paused) return
+    let unavailable = false
+    let full: StorageFullError | undefined
     for (const channel of this.d.cfg.channels) {
       const bytes = await loadHead(this.d.db, channel)
       if (bytes === null) continue
@@ -283,12 +306,29 @@ export class Endpoint {
         if (this.stopped || this.paused) return
         try {
           await this.processRelease(head, name, entry)
-        } catch (err) {
+        } catch (e) {
           if (this.stopped || this.paused) return
-          await this.recordError(name, entry, err)
+          // A full disk anywhere below (a store write, the DB, a LAN or WAN blob landing) is one typed error.
+          const err = e instanceof StorageFullError || !isDiskFull(e) ? e : new StorageFullError(this.d.cfg.stateDir, 'the state directory', { cause: e })
+          if (isTransient(err)) unavailable = true
+          if (err instanceof StorageFullError) {
+            full = err
+            if (this.diskFull?.path !== err.path) this.d.log.error({ err, path: err.path }, 'disk full: downloads and installs wait until space is freed')
+            this.diskFull = { path: err.path, message: err.message, since: this.diskFull?.since ?? this.d.now().toISOString() }
+          }
+          // with the state dir full, even this write may fail; the error stays in /status (diskFull) and the log
+          await this.recordError(name, entry, err).catch(err2 => { this.d.log.warn({ err: err2 }, 'cannot record the error') })
         }
       }
     }
+    if (full === undefined && this.diskFull !== undefined) {
+      this.d.log.info({ path: this.diskFull.path }, 'disk space is back')
+      this.diskFull = undefined
+    }
+    if (!unavailable) { this.retries = 0; return }
+    clearTimeout(this.retryTimer)
+    this.retryTimer = setTimeout(() => { this.kick() }, retryDelay(this.retries++, this.d.cfg.pollInterval))
+    this.retryTimer.unref()
   }
 
   /**
@@ -678,6 +718,8 @@ export class Endpoint {
       this.d.log.info({ release: key, status: res.status, previous: res.previous }, 'release installed')
       await this.retain(manifest.signed.package, res.previous)
     } catch (err) {
+      // The installer removed what it wrote (docs/install.md); the install is retried when space returns.
+      if (isDiskFull(err)) throw new StorageFullError(this.d.cfg.installRoot, `the tree of ${key}`, { cause: err })
       if (!(err instanceof HookFailedError)) throw err
       this.d.metrics.installs.inc({ result: 'failed' })
       await this.setState(key, {

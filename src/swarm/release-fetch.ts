@@ -104,7 +104,19 @@ export class ReleaseFetch {
   private readonly settling = new Set<Promise<void>>()
   private wake: (() => void) | undefined
   private haveKick: NodeJS.Timeout | undefined
-  private failure: Error | undefined
+  /**
+   * Set when a WAN fetch failed on every source (the seed is away): no WAN request starts after
+   * it, but the LAN keeps going, and the fetch fails with this error only once nothing more can
+   * come from the site. Failing at once cut the site's exchange at the first WAN error, so with
+   * the seed down the peers of a site never finished from each other what they could.
+   */
+  private wanDown: Error | undefined
+  /**
+   * Storing or counting a fetched blob failed (disk full): fatal to this fetch. Taken for a failed
+   * request, the chunk was planned again at once, so a full disk fetched the same blob from a site
+   * peer in a loop (and from the WAN it would pass for the seed being away).
+   */
+  private localFailure: Error | undefined
 
   constructor (private readonly o: ReleaseFetchOptions) {
     this.table = distinctChunks(o.chunks)
@@ -178,7 +190,7 @@ export class ReleaseFetch {
     for (const r of reqs) this.running.get(`${r.index}:${r.peer}`)?.abort()
   }
 
-  /** Resolves when every chunk is held; throws when stopped or a WAN fetch keeps failing. */
+  /** Resolves when every chunk is held; throws when stopped, or when the WAN failed and the site has nothing more to give. */
   async run (): Promise<void> {
     const site = this.o.site
     for (const m of site?.members.values() ?? []) if (m.haves.has(this.o.release)) this.onHave(m, 'all')
@@ -200,10 +212,15 @@ export class ReleaseFetch {
     }, TICK_MS)
     try {
       while (!this.scheduler.done) {
-        if (this.failure !== undefined) throw this.failure
+        if (this.localFailure !== undefined) throw this.localFailure
         if (this.o.soft.aborted) throw this.o.soft.reason instanceof Error ? this.o.soft.reason : new Error('stopped')
         const plan = this.scheduler.plan()
-        for (const index of plan.wan) this.start(index, WAN)
+        if (this.wanDown !== undefined) {
+          for (const index of plan.wan) this.scheduler.requestFailed(index, WAN)
+          if (plan.lan.length === 0 && this.running.size === 0) throw this.wanDown
+        } else {
+          for (const index of plan.wan) this.start(index, WAN)
+        }
         for (const r of plan.lan) this.start(r.index, r.peer)
         if (this.scheduler.done) break
         await new Promise<void>(resolve => { this.wake = resolve })
@@ -239,22 +256,36 @@ export class ReleaseFetch {
     const cid = cidFromHex(c.cid)
     const done: Promise<void> = this.fetchOne(c, cid, from, ctl.signal)
       .then(async ({ blob, source }) => {
-        // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
-        await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
-        await this.o.onStored?.(index, blob)
+        try {
+          // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
+          await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
+          await this.o.onStored?.(index, blob)
+        } catch (err) {
+          this.scheduler.requestFailed(index, from)
+          this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+          return
+        }
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
         this.o.site?.have(this.o.release, index)
         this.o.progress.blobs++
         this.o.progress.bytes += blob.byteLength
-        await this.o.onBlob(source, blob.byteLength)
+        try {
+          await this.o.onBlob(source, blob.byteLength)
+        } catch (err) {
+          this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+        }
       })
       .catch((err: unknown) => {
         this.scheduler.requestFailed(index, from)
         if (ctl.signal.aborted || this.o.hard.aborted) return // cancelled: a duplicate landed, or stopping
         if (from === WAN) {
           if (this.o.soft.aborted) return
-          this.failure = err instanceof Error ? err : new Error(String(err))
+          if (this.wanDown === undefined) {
+            this.wanDown = err instanceof Error ? err : new Error(String(err))
+            // the other WAN requests would each wait for the bucket only to fail the same way
+            for (const [k, c] of this.running) if (k.endsWith(`:${WAN}`)) c.abort()
+          }
           return
         }
         // A lie (bytes that fail the cid, more than the signed size: PeerProtocolError) costs a

@@ -5,12 +5,11 @@ import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { shoal } from '../helpers/cli.js'
 import { snapshot } from '../helpers/tree.js'
 import { makeTree, until } from './helpers.js'
-import { freePort, killMarked, pgrep, Proc } from './process-helpers.js'
+import { endpointProc, killMarked, manifestBlobs, pgrep, publishProc, startProcFleet, type ProcFleet } from './process-helpers.js'
 
-interface Env { dir: string, keys: string, repo: string, seed: Proc, seedAddr: string, procs: Proc[], marker: string }
+interface Env extends ProcFleet { marker: string }
 let env: Env | undefined
 let failed = false
 
@@ -29,44 +28,17 @@ afterEach(async (ctx) => {
 
 async function setup (name: string): Promise<Env> {
   const dir = await mkdtemp(join(tmpdir(), `shoal-proc-${name}-`))
-  const keys = join(dir, 'keys')
-  const k = await shoal(['keys', 'init', '--dir', keys])
-  expect(k.code, k.stderr).toBe(0)
-  const [p2p, api] = [await freePort(), await freePort()]
-  const seed = await Proc.create(dir, 'seed', {
-    role: 'seed', stateDir: join(dir, 'seed'), enroll: join(keys, 'seed-enroll.json'),
-    listen: [`/ip4/127.0.0.1/tcp/${p2p}`], api: `127.0.0.1:${api}`, logLevel: 'info'
-  })
-  const e: Env = { dir, keys, repo: join(dir, 'repo'), seed, seedAddr: '', procs: [seed], marker: `shoalmark${Date.now()}${Math.floor(Math.random() * 1e6)}` }
+  const e: Env = { ...await startProcFleet(dir), marker: `shoalmark${Date.now()}${Math.floor(Math.random() * 1e6)}` }
   env = e
-  seed.start()
-  let peerId = ''
-  await until(async () => { peerId = (await seed.status())?.peerId ?? ''; return peerId !== '' }, 15_000, 'seed API')
-  e.seedAddr = `/ip4/127.0.0.1/tcp/${p2p}/p2p/${peerId}`
   return e
 }
 
-async function endpoint (e: Env, name: string, raw: Record<string, unknown> = {}): Promise<Proc> {
-  const p = await Proc.create(e.dir, name, {
-    role: 'endpoint', stateDir: join(e.dir, name), enroll: join(e.keys, 'enroll.json'), seeds: [e.seedAddr],
-    listen: ['/ip4/127.0.0.1/tcp/0'], api: `127.0.0.1:${await freePort()}`, installRoot: join(e.dir, name, 'apps'),
-    pollInterval: 500, hookTimeout: 60_000, mdns: false, logLevel: 'info', ...raw
-  })
-  e.procs.push(p)
-  return p
-}
-
-async function publish (e: Env, src: string, version: string, extra: string[] = []): Promise<string> {
-  const r = await shoal(['publish', src, '--name', 'app', '--version', version, '--keys', e.keys, '--repo', e.repo, '--to', e.seedAddr, '--threads', '1', '--json', ...extra])
-  expect(r.code, r.stderr).toBe(0)
-  return (JSON.parse(r.stdout) as { manifestPath: string }).manifestPath
-}
+const endpoint = endpointProc
+const publish = publishProc
 
 /** Sum of the sizes of the manifest's unique blobs. */
 async function blobBytes (manifestPath: string): Promise<number> {
-  const m = JSON.parse(await readFile(manifestPath, 'utf8')) as { signed: { chunks: Array<{ cid: string, size: number }> } }
-  const u = new Map(m.signed.chunks.map(c => [c.cid, c.size]))
-  return [...u.values()].reduce((a, b) => a + b, 0)
+  return [...(await manifestBlobs(manifestPath)).values()].reduce((a, b) => a + b, 0)
 }
 
 async function linkExists (p: string): Promise<boolean> {

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Installer } from '../../src/install/installer.js'
 import type { InstallFile } from '../../src/install/stage.js'
 import { expectedSnapshot, snapshot, tempDir } from './helpers.js'
+import { prng as mulberry32 } from '../../bench/scale.js'
 // @ts-expect-error plain JS fixture shared with the child process, no type declarations
 import { crashFiles, CRASH_PKG } from './fixtures/crash-tree.mjs'
 
@@ -18,18 +19,6 @@ const DIST_INSTALLER = join(REPO, 'dist/src/install/installer.js')
 const CHILD = fileURLToPath(new URL('./fixtures/crash-child.mjs', import.meta.url))
 const KILLS = 10
 const SEED = Number(process.env.SHOAL_CRASH_SEED ?? 20240611)
-
-/** mulberry32: a tiny seeded PRNG, so a failing run can be replayed with SHOAL_CRASH_SEED. */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function newestMtime (dir: string, ext: string): Promise<number> {
   let newest = 0
