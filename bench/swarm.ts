@@ -68,9 +68,15 @@ export interface SwarmRow {
   uplink_MB: number
   /** uplink bytes ÷ newBlobBytes (target ≤ 1.05). */
   uplink_ratio: number
-  /** The signed manifest; every endpoint fetches it from the seed, so N copies cross the uplink. */
+  /** The signed manifest's full size. */
   manifest_MB: number
-  /** (uplink bytes − N × manifest bytes) ÷ newBlobBytes: the blobs' own share, with TCP/IP headers. */
+  /** Manifest bytes the endpoints received from the seed (full or as deltas), summed: the manifests' share of the uplink. */
+  manifest_seed_MB: number
+  /** … and from site members. */
+  manifest_lan_MB: number
+  /** Manifests rebuilt from a delta, summed over the endpoints. */
+  manifest_deltas: number
+  /** (uplink bytes − manifest_seed bytes) ÷ newBlobBytes: the blobs' own share, with TCP/IP headers. */
   uplink_less_manifests_ratio: number
   /** Σ endpoints' bytes.seed ÷ newBlobBytes. */
   seed_ratio: number
@@ -112,7 +118,7 @@ export type BenchSwarmResult = Array<SwarmRow | SwarmFailure> | { skipped: strin
 
 interface RunResult { code: number, stdout: string, stderr: string }
 interface ProcHandle { pid: number, logFile: string, exitCode: number | null, tail: (lines?: number) => string }
-interface DaemonStatus { peerId: string, siteMembers?: number, packages: Array<{ name: string, installed: string | null }>, bytes: { seed: number, lan: number } }
+interface DaemonStatus { peerId: string, siteMembers?: number, packages: Array<{ name: string, installed: string | null }>, bytes: { seed: number, lan: number }, manifests?: { seed: number, lan: number, deltas: number } }
 interface ShoalDaemon { name: string, ns: string, proc: ProcHandle, status: () => Promise<DaemonStatus>, multiaddr: () => Promise<string> }
 interface Testbed {
   prefix: string
@@ -435,6 +441,10 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       const t1 = crossing(wanSamples, 0.01 * down) ?? t0
       const t99 = crossing(wanSamples, 0.99 * down) ?? tEnd
       const manifestBytes = r.pub.manifestBytes
+      // Daemons before the manifest counters report none: then assume one full copy per endpoint, as they fetched.
+      const mf = (sts: DaemonStatus[], k: 'seed' | 'lan' | 'deltas'): number => sts.reduce((n, st) => n + (st.manifests?.[k] ?? 0), 0)
+      const counted = st1[0]?.manifests !== undefined
+      const manifestSeed = counted ? mf(st1, 'seed') - mf(st0, 'seed') : N * manifestBytes
       const downloaded = watches.map(w => w.find('release downloaded', key)?.time ?? tEnd)
       const busyTicks = mach1.busy - mach0.busy
       const peaks = [...rssPeak.values()]
@@ -445,7 +455,10 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
         uplink_MB: down / 1e6,
         uplink_ratio: down / newBlobBytes,
         manifest_MB: manifestBytes / 1e6,
-        uplink_less_manifests_ratio: (down - N * manifestBytes) / newBlobBytes,
+        manifest_seed_MB: manifestSeed / 1e6,
+        manifest_lan_MB: counted ? (mf(st1, 'lan') - mf(st0, 'lan')) / 1e6 : 0,
+        manifest_deltas: counted ? mf(st1, 'deltas') - mf(st0, 'deltas') : 0,
+        uplink_less_manifests_ratio: (down - manifestSeed) / newBlobBytes,
         seed_ratio: seedBytes / newBlobBytes,
         lan_ratio: lanBytes / newBlobBytes,
         ideal_s: ideal,
@@ -464,7 +477,7 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       }
       rows.push(row)
       log(`N=${N} ${r.label}: push ${((t0 - tPush) / 1000).toFixed(1)} s; uplink ${row.uplink_MB.toFixed(1)} MB = ${row.uplink_ratio.toFixed(3)} × new blobs ` +
-        `(${row.newBlob_MB.toFixed(1)} MB; ${row.uplink_less_manifests_ratio.toFixed(3)} × without ${N} × the ${row.manifest_MB.toFixed(2)} MB manifest), seed ${row.seed_ratio.toFixed(3)} ×, LAN ${row.lan_ratio.toFixed(2)} ×; installed by all in ${row.complete_s.toFixed(1)} s = ` +
+        `(${row.newBlob_MB.toFixed(1)} MB; ${row.uplink_less_manifests_ratio.toFixed(3)} × without the ${row.manifest_seed_MB.toFixed(2)} MB of manifests from the seed, ${row.manifest_deltas} rebuilt from deltas; full manifest ${row.manifest_MB.toFixed(2)} MB), seed ${row.seed_ratio.toFixed(3)} ×, LAN ${row.lan_ratio.toFixed(2)} ×; installed by all in ${row.complete_s.toFixed(1)} s = ` +
         `${row.time_ratio.toFixed(2)} × ideal ${row.ideal_s.toFixed(1)} s (uplink 1 % at ${row.uplink1_s.toFixed(1)} s, 99 % at ${row.uplink99_s.toFixed(1)} s, ${row.uplink_Mbps.toFixed(1)} Mbit/s between; downloaded by all at ` +
         `${row.downloaded_s.toFixed(1)} s); CPU endpoints ${epCpu.toFixed(1)} s, seed ${seedCpu.toFixed(1)} s, machine ${row.machine_busy_pct.toFixed(0)} % busy ` +
         `(${row.ours_pct_of_busy.toFixed(0)} % of it ours); RSS ≤ ${row.rss_max_MB.toFixed(0)} MB (mean peak ${row.rss_mean_MB.toFixed(0)} MB)`)
@@ -475,9 +488,10 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
 }
 
 function formatTable (rows: SwarmRow[], failures: SwarmFailure[]): string {
-  const head = ['release', 'N', 'new MB', 'uplink MB', 'uplink÷new', 'w/o manifests', 'seed÷new', 'LAN÷new', 'ideal s', 'done s', 'time÷ideal',
+  const head = ['release', 'N', 'new MB', 'uplink MB', 'uplink÷new', 'manifest MB seed/LAN (deltas)', 'w/o manifests', 'seed÷new', 'LAN÷new', 'ideal s', 'done s', 'time÷ideal',
     'uplink 1–99 % s', 'Mbit/s', 'downloaded s', 'ep CPU s', 'busy %', 'ours %', 'RSS MB']
-  const body = rows.map(r => [r.release, String(r.N), r.newBlob_MB.toFixed(1), r.uplink_MB.toFixed(1), r.uplink_ratio.toFixed(3), r.uplink_less_manifests_ratio.toFixed(3),
+  const body = rows.map(r => [r.release, String(r.N), r.newBlob_MB.toFixed(1), r.uplink_MB.toFixed(1), r.uplink_ratio.toFixed(3),
+    `${r.manifest_seed_MB.toFixed(2)}/${r.manifest_lan_MB.toFixed(2)} (${r.manifest_deltas})`, r.uplink_less_manifests_ratio.toFixed(3),
     r.seed_ratio.toFixed(3), r.lan_ratio.toFixed(2), r.ideal_s.toFixed(1), r.complete_s.toFixed(1), r.time_ratio.toFixed(2),
     `${r.uplink1_s.toFixed(1)}–${r.uplink99_s.toFixed(1)}`, r.uplink_Mbps.toFixed(1), r.downloaded_s.toFixed(1), r.endpoints_cpu_s.toFixed(1),
     r.machine_busy_pct.toFixed(0), r.ours_pct_of_busy.toFixed(0), r.rss_max_MB.toFixed(0)])

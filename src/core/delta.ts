@@ -149,11 +149,14 @@ export class DeltaEncoder {
   readonly #encoder: Encoder
   readonly #baseCrc: number
   readonly #ballast: ArrayBuffer
+  readonly #maxTarget: number
 
-  constructor (base: Uint8Array, options?: Partial<DeltaOptions>) {
+  /** `maxTargetBytes`: largest target encoded (default MAX_DELTA_TARGET_BYTES, a chunk; whole files such as manifests pass theirs). */
+  constructor (base: Uint8Array, options?: Partial<DeltaOptions>, maxTargetBytes = MAX_DELTA_TARGET_BYTES) {
     if (base.length > MAX_DELTA_BASE_BYTES) throw new DeltaOversizeError(`base of ${base.length} bytes exceeds ${MAX_DELTA_BASE_BYTES}`)
     this.base = base
     this.options = checkOptions(options)
+    this.#maxTarget = maxTargetBytes
     this.#encoder = new Encoder(this.options.level, dictionaryOf(base))
     this.#baseCrc = crc32(base) >>> 0
     this.#ballast = gcBallast(base.length * (this.options.level >= 16 ? 32 : 12))
@@ -164,11 +167,24 @@ export class DeltaEncoder {
 
   /** The delta blob plaintext, or null when it is not clearly smaller than `fullBytes`. */
   encode (target: Uint8Array, opts: { fullBytes?: number } = {}): Uint8Array | null {
-    if (target.length > MAX_DELTA_TARGET_BYTES) throw new DeltaOversizeError(`target of ${target.length} bytes exceeds ${MAX_DELTA_TARGET_BYTES}`)
+    const limit = this.#limit(target, opts)
+    return limit === null ? null : this.#frame(target, this.#encoder.encodeSync(asBuffer(target)), limit)
+  }
+
+  /** encode on libuv's thread pool: a server encoding a multi-MiB target keeps its event loop free. */
+  async encodeAsync (target: Uint8Array, opts: { fullBytes?: number } = {}): Promise<Uint8Array | null> {
+    const limit = this.#limit(target, opts)
+    return limit === null ? null : this.#frame(target, await this.#encoder.encode(asBuffer(target)), limit)
+  }
+
+  #limit (target: Uint8Array, opts: { fullBytes?: number }): number | null {
+    if (target.length > this.#maxTarget) throw new DeltaOversizeError(`target of ${target.length} bytes exceeds ${this.#maxTarget}`)
     const full = opts.fullBytes ?? target.length
     const limit = full * this.options.maxRatio - this.options.minSavedBytes
-    if (limit <= DELTA_HEADER_BYTES) return null
-    const frame = this.#encoder.encodeSync(asBuffer(target))
+    return limit <= DELTA_HEADER_BYTES ? null : limit
+  }
+
+  #frame (target: Uint8Array, frame: Uint8Array, limit: number): Uint8Array | null {
     const size = DELTA_HEADER_BYTES + frame.length
     if (size > limit) return null
     const out = new Uint8Array(size)
@@ -281,13 +297,16 @@ export function zstdFrameOutputBound (frame: Uint8Array): number {
 export class DeltaDecoder {
   readonly base: Uint8Array
   readonly #baseCrc: number
+  readonly #maxTarget: number
   #decoder: Decoder | undefined
   #ballast: ArrayBuffer | undefined
 
-  constructor (base: Uint8Array) {
+  /** `maxTargetBytes` as for DeltaEncoder. */
+  constructor (base: Uint8Array, maxTargetBytes = MAX_DELTA_TARGET_BYTES) {
     if (base.length > MAX_DELTA_BASE_BYTES) throw new DeltaOversizeError(`base of ${base.length} bytes exceeds ${MAX_DELTA_BASE_BYTES}`)
     this.base = base
     this.#baseCrc = crc32(base) >>> 0
+    this.#maxTarget = maxTargetBytes
   }
 
   /** Bytes of native memory this decoder is assumed to hold once used (see gcBallast). */
@@ -301,8 +320,8 @@ export class DeltaDecoder {
    */
   decode (delta: Uint8Array, maxOutput: number): Uint8Array {
     const h = readDeltaHeader(delta)
-    if (h.targetLength > maxOutput || h.targetLength > MAX_DELTA_TARGET_BYTES) {
-      throw new DeltaOversizeError(`target of ${h.targetLength} bytes exceeds the ${Math.min(maxOutput, MAX_DELTA_TARGET_BYTES)}-byte limit`)
+    if (h.targetLength > maxOutput || h.targetLength > this.#maxTarget) {
+      throw new DeltaOversizeError(`target of ${h.targetLength} bytes exceeds the ${Math.min(maxOutput, this.#maxTarget)}-byte limit`)
     }
     if (this.base.length !== h.baseLength) throw new DeltaBaseMismatchError(`base is ${this.base.length} bytes, the delta was made against ${h.baseLength}`)
     if (this.#baseCrc !== h.baseCrc32) throw new DeltaBaseMismatchError('base CRC-32 differs')

@@ -7,6 +7,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { DecodeError, ShoalError } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
 import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
+import { encodeManifestDelta, isManifestDeltaBase, ManifestDeltaError, rebuildManifest } from '../core/manifest-delta.js'
 import { HEX64 } from '../core/signed.js'
 import { ANNOUNCE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
@@ -58,8 +59,27 @@ export const MAX_RECORDS_REPLY = 4096
 export const MAX_DIRECTORY_PEERS = 64
 const MAX_ADDRS = 16
 
+/** Manifest deltas a server keeps, by (manifest, base): the members of a site ask for the same pair. */
+const MANIFEST_DELTA_CACHE = 8
+
+/** A manifest as it crossed the wire: its bytes (rebuilt when a delta came), and what the reply cost. */
+export interface FetchedManifest {
+  bytes: Uint8Array
+  /** Bytes of the manifest replies received (a refused delta and the full manifest after it both count). */
+  wireBytes: number
+  /** 'delta': rebuilt from a delta; 'refused': a delta came but did not rebuild `id`, the full manifest followed. */
+  via: 'full' | 'delta' | 'refused'
+  /** Why a delta was refused (via = 'refused'). */
+  refusal?: ManifestDeltaError
+}
+
+/** A manifest the caller holds, offered as the base of a delta (the one installed, or the latest held). */
+export interface ManifestBase { id: string, bytes: Uint8Array }
+
 export class Announce {
   private unhandle: (() => Promise<void>) | undefined
+  /** In flight or done, so that concurrent askers share one encode; null: no delta worth sending. */
+  private readonly deltas = new Map<string, Promise<Uint8Array | null>>()
 
   constructor (
     private readonly node: ShoalNode,
@@ -95,7 +115,8 @@ export class Announce {
     if (r.op === 'manifest') {
       const bytes = await this.db.manifests.get(r.id)
       if (bytes === null) throw new NotFoundError(`manifest ${r.id}`)
-      return encodeControl({}, [bytes])
+      const delta = r.base !== undefined && r.base !== r.id ? await this.manifestDelta(r.id, bytes, r.base) : null
+      return delta !== null ? encodeControl({ delta: r.base }, [delta]) : encodeControl({}, [bytes])
     }
     if (r.op === 'push') {
       this.opts.onPush?.(r.channel, r.head, peer)
@@ -121,6 +142,21 @@ export class Announce {
     return encodeControl({ peers: this.opts.directory(peer, r.site, r.addrs).slice(0, MAX_DIRECTORY_PEERS) })
   }
 
+  /** Manifest `id` as a delta against `baseId` if this daemon holds that base and the delta is worth it. */
+  private async manifestDelta (id: string, bytes: Uint8Array, baseId: string): Promise<Uint8Array | null> {
+    const key = `${id}:${baseId}`
+    let p = this.deltas.get(key)
+    if (p === undefined) {
+      p = (async () => {
+        const base = await this.db.manifests.get(baseId)
+        return base === null ? null : await encodeManifestDelta(base, bytes)
+      })().catch(() => null)
+      this.deltas.set(key, p)
+      if (this.deltas.size > MANIFEST_DELTA_CACHE) this.deltas.delete(this.deltas.keys().next().value!)
+    }
+    return await p
+  }
+
   /** The heads `peer` holds for `channels` (unverified), by channel. */
   async fetchHeads (peer: PeerId | Multiaddr, channels: string[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
     return (await this.fetchHeadsAndRoot(peer, channels, signal)).heads
@@ -132,9 +168,29 @@ export class Announce {
     return { heads: decodeHeadsReply(res, channels), root: decodeHeadsReplyRoot(res) }
   }
 
-  /** Manifest bytes by id from `peer` (unverified: the caller checks the id and signatures). */
-  async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<Uint8Array> {
-    return decodeManifestReply(await this.call(peer, encodeControl({ op: 'manifest', id }), signal), id)
+  /**
+   * Manifest `id` from `peer`; with `base`, asked as a delta against it (peers that do not know
+   * `base`, or do not hold it, answer the full manifest). Rebuilt bytes are returned only if they
+   * hash to `id`; a delta that does not is refused and the full manifest fetched from the same peer.
+   * Full bytes are unverified: the caller checks the id and, for all, the signatures.
+   */
+  async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal, base?: ManifestBase): Promise<FetchedManifest> {
+    const ask = base !== undefined && base.id !== id && isManifestDeltaBase(base.bytes)
+    const res = await this.call(peer, encodeControl({ op: 'manifest', id, ...(ask ? { base: base.id } : {}) }), signal)
+    const reply = decodeManifestReply(res, id)
+    if (reply.delta === undefined) return { bytes: reply.bytes, wireBytes: res.length, via: 'full' }
+    let refusal: ManifestDeltaError
+    try {
+      if (!ask || reply.delta !== base.id) throw new ManifestDeltaError(`a delta against ${reply.delta.slice(0, 12)}…, which was not offered as base`)
+      return { bytes: rebuildManifest(base.bytes, reply.bytes, id), wireBytes: res.length, via: 'delta' }
+    } catch (err) {
+      if (!(err instanceof ManifestDeltaError)) throw err
+      refusal = err
+    }
+    const full = await this.call(peer, encodeControl({ op: 'manifest', id }), signal)
+    const again = decodeManifestReply(full, id)
+    if (again.delta !== undefined) throw new ManifestDeltaError('a delta again, though none was asked for')
+    return { bytes: again.bytes, wireBytes: res.length + full.length, via: 'refused', refusal }
   }
 
   /** The root of `version` from `peer` (unverified: the caller walks the chain), NotFound-coded RpcRemoteError when it holds none. */
@@ -200,7 +256,7 @@ export class Announce {
 
 export type AnnounceRequest =
   | { op: 'heads', channels: string[] }
-  | { op: 'manifest', id: string }
+  | { op: 'manifest', id: string, base?: string }
   | { op: 'push', channel: string, head: Uint8Array }
   | { op: 'site', site: string, addrs: string[] }
   | { op: 'records', packages: string[] }
@@ -212,7 +268,10 @@ export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
   const { header, parts } = decodeControl(req, what)
   const op = headerString(header, 'op', what)
   if (op === 'heads') return { op, channels: headerStrings(header, 'channels', what, MAX_CHANNELS, PACKAGE_NAME) }
-  if (op === 'manifest') return { op, id: headerString(header, 'id', what, HEX64) }
+  if (op === 'manifest') {
+    const id = headerString(header, 'id', what, HEX64)
+    return header.base === undefined ? { op, id } : { op, id, base: headerString(header, 'base', what, HEX64) }
+  }
   if (op === 'push') {
     const channel = headerString(header, 'channel', what, PACKAGE_NAME)
     const head = parts[0]
@@ -249,10 +308,13 @@ export function decodeHeadsReplyRoot (res: Uint8Array): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined
 }
 
-export function decodeManifestReply (res: Uint8Array, id: string): Uint8Array {
-  const bytes = decodeControl(res, 'announce manifest reply').parts[0]
+/** A manifest reply: the manifest's bytes, or (`delta` set: the base's id) a delta to rebuild them from. */
+export function decodeManifestReply (res: Uint8Array, id: string): { bytes: Uint8Array, delta?: string } {
+  const what = 'announce manifest reply'
+  const { header, parts } = decodeControl(res, what)
+  const bytes = parts[0]
   if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
-  return bytes
+  return header.delta === undefined ? { bytes } : { bytes, delta: headerString(header, 'delta', what, HEX64) }
 }
 
 /** Label mates from a directory reply; malformed entries are skipped, at most MAX_DIRECTORY_PEERS of MAX_ADDRS addresses each. */

@@ -33,12 +33,12 @@ import { originSource, seedSource, WanSources } from '../swarm/wan-sources.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ShoalNode } from '../net/node.js'
 import type { HostInfo } from './host-info.js'
-import { loadHead, storeHead, type Announce } from './announce.js'
+import { loadHead, storeHead, type Announce, type FetchedManifest, type ManifestBase } from './announce.js'
 import type { TrustedRoot } from './trusted-root.js'
 import type { DaemonConfig } from './config.js'
 import { DeltaDownload, heldReleases, presentMap, type DeltaFallback } from './delta-download.js'
 import type { Logger } from './log.js'
-import type { DaemonMetrics } from './metrics.js'
+import type { ByteSource, DaemonMetrics } from './metrics.js'
 import { ringState, type RingState } from '../rollout/policy.js'
 import type { RecordStore } from '../rollout/record-store.js'
 import { describeRecord } from '../rollout/records.js'
@@ -549,7 +549,7 @@ export class Endpoint {
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
   private async manifestFor (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
-    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest, name, entry.version)
+    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest, name, entry.version, head.channel)
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)
@@ -563,12 +563,19 @@ export class Endpoint {
    * MANIFEST_WAIT_MS for a member to hold it (a 2.5 MB manifest fetched by every endpoint of a site
    * was 12 % of a small update's WAN bytes). Bytes from anyone are checked against the id by the caller.
    */
-  private async fetchManifest (id: string, name: string, version: string): Promise<Uint8Array> {
+  private async fetchManifest (id: string, name: string, version: string, channel: string): Promise<Uint8Array> {
+    const base = await this.manifestBase(name, channel, id)
+    const via = async (peer: PeerId | Multiaddr, source: 'seed' | 'lan'): Promise<Uint8Array> => {
+      const got = await this.d.announce.fetchManifest(peer, id, this.soft.signal, base)
+      await this.countManifest(source, got.wireBytes, got.via)
+      if (got.refusal !== undefined) this.d.log.warn({ peer: peer.toString(), id, err: got.refusal }, 'manifest delta refused; fetched the full manifest')
+      return got.bytes
+    }
     const fromMembers = async (): Promise<Uint8Array | null> => {
       for (const m of this.site.members.values()) {
         if (!m.haves.has(id) || this.scores.isBanned(m.id)) continue
         try {
-          const b = await this.d.announce.fetchManifest(m.peerId, id, this.soft.signal)
+          const b = await via(m.peerId, 'lan')
           if (manifestId(b) === id) return b
         } catch { /* next member, then the seed */ }
       }
@@ -592,7 +599,7 @@ export class Endpoint {
       // refuse them as mix-and-match, a trust failure that marks the release failed, though the
       // next seed may hold the right manifest (a lying or broken seed must cost a retry, not the release).
       try {
-        const b = await this.d.announce.fetchManifest(seed, id, this.soft.signal)
+        const b = await via(seed, 'seed')
         if (manifestId(b) === id) return b
         lastErr = new ShoalError('ERR_MIX_AND_MATCH', `seed ${seed.toString()} serves another manifest than ${id} the head names (tampered or broken seed)`)
       } catch (err) { lastErr = err }
@@ -601,12 +608,39 @@ export class Endpoint {
     for (const o of this.origins) {
       try {
         const b = await o.manifest(name, version, this.soft.signal)
+        await this.countManifest('origin', b.length, 'full')
         if (manifestId(b) === id) return b
         lastErr = new ShoalError('ERR_MIX_AND_MATCH', `origin ${o.base} serves ${name}@${version} with another manifest than the head names (stale or tampered origin)`)
         this.d.log.warn({ origin: o.base, release: `${name}@${version}`, id }, 'origin manifest refused: not the one the head names')
       } catch (err) { lastErr = err }
     }
     throw lastErr instanceof Error ? lastErr : new ShoalError('ERR_NOT_FOUND', `manifest ${id} is on no seed or origin`)
+  }
+
+  /**
+   * The manifest offered as base of a manifest delta: the installed release's if it is of this
+   * channel, else the highest seq held of the package on the channel. Peers answer the full
+   * manifest when they do not hold it, and the rebuilt bytes are checked against the id anyway.
+   */
+  private async manifestBase (name: string, channel: string, except: string): Promise<ManifestBase | undefined> {
+    const current = await this.d.installer.current(name)
+    const seq = (r: ReleaseRecord): number => typeof r.seq === 'number' ? r.seq : 0
+    let best: ReleaseRecord | undefined
+    for await (const [, rec] of this.d.db.releases.entries({ gte: `${name}@`, lt: `${name}A` })) {
+      if (rec.package !== name || rec.channel !== channel || rec.manifestId === except) continue
+      if (rec.version === current && rec.state === 'installed') { best = rec; break }
+      if (best === undefined || seq(rec) > seq(best)) best = rec
+    }
+    if (best === undefined) return undefined
+    const bytes = await this.d.db.manifests.get(best.manifestId)
+    return bytes === null ? undefined : { id: best.manifestId, bytes }
+  }
+
+  /** Manifest bytes received per source, apart from blob bytes (the bench splits the uplink's bytes by them). */
+  private async countManifest (source: ByteSource, bytes: number, via: FetchedManifest['via']): Promise<void> {
+    this.d.metrics.manifestBytesReceived.inc({ source }, bytes)
+    await this.d.db.counters.add(`manifest.${source}`, bytes)
+    if (via !== 'full') await this.d.db.counters.add(`manifest.${via === 'delta' ? 'deltas' : 'refused'}`, 1)
   }
 
   private async download (key: string, id: string, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {

@@ -8,6 +8,7 @@ export class DaemonMetrics {
   readonly registry = new Registry()
   readonly bytesReceived: Counter<'source'>
   readonly blobsReceived: Counter<'source'>
+  readonly manifestBytesReceived: Counter<'source'>
   readonly bytesServed: Counter<'role'>
   readonly blobsServed: Counter
   readonly badBlobs: Counter<'source'>
@@ -22,6 +23,7 @@ export class DaemonMetrics {
     this.registry.setDefaultLabels(labels)
     const r = [this.registry]
     this.bytesReceived = new Counter({ name: 'shoal_bytes_received_total', help: 'Blob bytes received, by source', labelNames: ['source'], registers: r })
+    this.manifestBytesReceived = new Counter({ name: 'shoal_manifest_bytes_received_total', help: 'Manifest bytes received (full or as deltas), by source', labelNames: ['source'], registers: r })
     this.blobsReceived = new Counter({ name: 'shoal_blobs_received_total', help: 'Blobs received and verified, by source', labelNames: ['source'], registers: r })
     this.bytesServed = new Counter({ name: 'shoal_bytes_served_total', help: 'Blob bytes served to peers', labelNames: ['role'], registers: r })
     this.blobsServed = new Counter({ name: 'shoal_blobs_served_total', help: 'Blobs served to peers', registers: r })
@@ -32,7 +34,7 @@ export class DaemonMetrics {
     this.paused = new Gauge({ name: 'shoal_paused', help: '1 while downloads and installs are paused', registers: r })
     this.deltaChunksRebuilt = new Counter({ name: 'shoal_delta_chunks_rebuilt_total', help: 'Chunks rebuilt from a delta blob and a held base, checked against the manifest', registers: r })
     this.deltaFallbacks = new Counter({ name: 'shoal_delta_fallbacks_total', help: 'Delta blobs that did not rebuild (their chunks were fetched whole), by reason', labelNames: ['reason'], registers: r })
-    for (const s of ['seed', 'lan', 'origin']) { this.bytesReceived.inc({ source: s }, 0); this.blobsReceived.inc({ source: s }, 0) }
+    for (const s of ['seed', 'lan', 'origin']) { this.bytesReceived.inc({ source: s }, 0); this.blobsReceived.inc({ source: s }, 0); this.manifestBytesReceived.inc({ source: s }, 0) }
     for (const res of ['installed', 'failed', 'noop']) this.installs.inc({ result: res }, 0)
   }
 

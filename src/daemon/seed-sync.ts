@@ -220,7 +220,7 @@ export class SeedSync {
 
   private async fetchManifest (name: string, e: HeadEntry, from: From): Promise<Uint8Array> {
     const tries: Array<() => Promise<Uint8Array>> = []
-    const viaPeer = (p: PeerId | Multiaddr) => async () => await this.d.announce.fetchManifest(p, e.manifest, this.stopCtl.signal)
+    const viaPeer = (p: PeerId | Multiaddr) => async () => (await this.d.announce.fetchManifest(p, e.manifest, this.stopCtl.signal)).bytes
     if (isPeer(from)) tries.push(viaPeer(from))
     else tries.push(async () => await from.manifest(name, e.version, this.stopCtl.signal))
     for (const p of this.peers) tries.push(viaPeer(p))

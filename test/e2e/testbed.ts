@@ -582,7 +582,8 @@ export class ShoalDaemon {
     return a !== undefined && a.includes('/p2p/') ? a : `/ip4/${this.ip}/tcp/7700/p2p/${st.peerId}`
   }
 
-  async waitReady (timeoutMs = 30_000): Promise<void> {
+  /** 90 s: a Node daemon booting in a namespace took over 30 s on 2 cores at load 15 (other jobs). */
+  async waitReady (timeoutMs = 90_000): Promise<void> {
     await waitFor(async () => {
       if (this.proc.exitCode !== null) throw new Error(`daemon ${this.name} exited with ${this.proc.exitCode}\n${this.proc.tail()}`)
       try { await this.status(); return true } catch { return false }
