@@ -164,6 +164,9 @@ export function mutateJson (rng: Rng, input: Uint8Array): Uint8Array | undefined
 }
 
 function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
+  // Each edit may copy a container into another, doubling the text: three edits of an already
+  // stacked megabyte text are hundreds of MB (a fatal OOM, not a worker's clean heap-limit death).
+  if (input.byteLength > MAX_JSON_TEXT / 8) return undefined
   let v: Json
   try { v = JSON.parse(dec.decode(input)) as Json } catch { return undefined }
   const raw: string[] = []
@@ -203,7 +206,8 @@ function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
   // ≤ 2 MiB but the manifest's). Measured before substituting: copies of a container holding
   // hostile values multiply them, and building that text first took the worker (and with a
   // fatal OOM, the whole fuzz process) past its heap.
-  let size = text.length
+  let size = text.length // a rope's length: nothing is flattened yet
+  if (size > MAX_JSON_TEXT) return undefined
   for (const m of text.matchAll(PLACEHOLDER_RE)) size += raw[Number(m[1])]!.length - m[0].length
   if (size > MAX_JSON_TEXT) return undefined
   text = text.replace(PLACEHOLDER_RE, (_m, i: string) => raw[Number(i)]!)
