@@ -1,5 +1,5 @@
 // The short run of bench/load.ts (issue 7, "Fuzzing and load"): one real `shoal daemon` seed and
-// 50 libp2p nodes in 2 worker processes, admitted with the fleet's network key, each fetching
+// 40 libp2p nodes in 2 worker processes, admitted with the fleet's network key, each fetching
 // blobs of a published release through the endpoint's WAN path with 128 requests in flight (the
 // blobs stream's limit) for 4 s. 40 × 128 = 5 120 requests outstanding at once: above the seed's
 // old server-wide limit of 4 096, which answered the rest `busy` and failed them. No fetch may
