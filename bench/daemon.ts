@@ -65,7 +65,8 @@ export interface BenchDaemonOptions {
   log?: (line: string) => void
 }
 
-const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
+// dist/bench/daemon.js, or bench/daemon.ts when a test imports it
+const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), ...(import.meta.url.endsWith('.ts') ? ['..'] : ['..', '..']))
 
 // ---------------------------------------------------------------------------------------------
 // The published release (cached)
@@ -130,7 +131,7 @@ async function markSeedHasRelease (rel: Release): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Daemon processes
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   return await new Promise<number>((resolve, reject) => {
     const srv = createServer()
     srv.once('error', reject)
@@ -142,14 +143,14 @@ async function freePort (): Promise<number> {
   })
 }
 
-interface LogLine { time: number, level: number, msg: string, [k: string]: unknown }
-interface Sample { t: number, rss: number, hwm: number, rssAnon: number, rssFile: number, cpuMs: number, rchar: number }
+export interface LogLine { time: number, level: number, msg: string, [k: string]: unknown }
+export interface Sample { t: number, rss: number, hwm: number, rssAnon: number, rssFile: number, cpuMs: number, rchar: number }
 
 const live = new Set<ChildProcess>()
 process.once('exit', () => { for (const c of live) c.kill('SIGKILL') })
 
 /** A `shoal daemon` child: its JSON log lines, /proc samples, and a clean stop. */
-class DaemonProc {
+export class DaemonProc {
   readonly lines: LogLine[] = []
   readonly samples: Sample[] = []
   readonly tail: string[] = []
@@ -251,7 +252,7 @@ class DaemonProc {
   }
 }
 
-async function writeConfig (dir: string, name: string, cfg: Record<string, unknown>): Promise<string> {
+export async function writeConfig (dir: string, name: string, cfg: Record<string, unknown>): Promise<string> {
   const path = join(dir, `${name}.json`)
   await writeFile(path, JSON.stringify(cfg, null, 2) + '\n')
   return path

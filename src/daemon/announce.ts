@@ -4,7 +4,7 @@
 // irrelevant, so nothing here trusts what it receives: the caller verifies.
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { DecodeError, ShoalError } from '../core/errors.js'
+import { DecodeError, ShoalError, quoteValue } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
 import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
 import { encodeManifestDelta, isManifestDeltaBase, ManifestDeltaError, rebuildManifest } from '../core/manifest-delta.js'
@@ -207,10 +207,7 @@ export class Announce {
 
   /** The control records `peer` holds for `packages` (unverified), in the order it sent them. */
   async fetchRecords (peer: PeerId | Multiaddr, packages: string[], signal?: AbortSignal): Promise<Uint8Array[]> {
-    const res = await this.call(peer, encodeControl({ op: 'records', packages: packages.slice(0, MAX_RECORD_PACKAGES) }), signal)
-    const { header, parts } = decodeControl(res, 'announce records reply')
-    if (header.count !== parts.length) throw new ShoalError('ERR_DECODE', `announce records reply: count ${String(header.count)} does not match its ${parts.length} record(s)`)
-    return parts
+    return decodeRecordsReply(await this.call(peer, encodeControl({ op: 'records', packages: packages.slice(0, MAX_RECORD_PACKAGES) }), signal))
   }
 
   /** Pushes a control record to every connected peer that speaks announce. */
@@ -318,6 +315,13 @@ export function decodeManifestReply (res: Uint8Array, id: string): { bytes: Uint
 }
 
 /** Label mates from a directory reply; malformed entries are skipped, at most MAX_DIRECTORY_PEERS of MAX_ADDRS addresses each. */
+/** The records a peer sent for an announce `records` request (unverified: each is decodeRecord'ed later). */
+export function decodeRecordsReply (res: Uint8Array): Uint8Array[] {
+  const { header, parts } = decodeControl(res, 'announce records reply')
+  if (header.count !== parts.length) throw new DecodeError('announce records reply', `count ${quoteValue(header.count)} does not match its ${parts.length} record(s)`)
+  return parts
+}
+
 export function decodeSiteReply (res: Uint8Array): DirectoryEntry[] {
   const { header } = decodeControl(res, 'announce site reply')
   const peers = header.peers

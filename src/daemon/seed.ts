@@ -4,7 +4,7 @@
 // lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
 import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
-import { ShoalError } from '../core/errors.js'
+import { ShoalError, quoteValue } from '../core/errors.js'
 import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry, type SignedHead } from '../core/head.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
@@ -39,6 +39,24 @@ export class PublishRefusedError extends ShoalError {
   constructor (message: string) {
     super('ERR_PUBLISH_REFUSED', message)
   }
+}
+
+export type PublishRequest =
+  | { op: 'record-seq', package: string }
+  | { op: 'latest', channel: string, package: string }
+  | { op: 'offer' | 'commit' | 'record' | 'root', bytes: Uint8Array }
+
+/** A /shoal/publish/1 request as the seed reads it, checked before anything is looked up. */
+export function decodePublishRequest (req: Uint8Array): PublishRequest {
+  const what = 'publish request'
+  const { header, parts } = decodeControl(req, what)
+  const op = headerString(header, 'op', what)
+  if (op === 'record-seq') return { op, package: headerString(header, 'package', what, PACKAGE_NAME) }
+  if (op === 'latest') return { op, channel: headerString(header, 'channel', what, PACKAGE_NAME), package: headerString(header, 'package', what, PACKAGE_NAME) }
+  if (op !== 'offer' && op !== 'commit' && op !== 'record' && op !== 'root') throw new PublishRefusedError(`unknown publish operation ${quoteValue(op)}`)
+  const bytes = parts[0]
+  if (bytes === undefined) throw new PublishRefusedError(`the publish request carries no ${op === 'root' ? 'root' : op === 'record' ? 'record' : 'manifest'}`)
+  return { op, bytes }
 }
 
 export interface SeedDeps {
@@ -126,7 +144,6 @@ export class Seed {
   }
 
   private async serve (req: Uint8Array, peer: PeerId): Promise<Uint8Array> {
-    const what = 'publish request'
     const allow = this.d.cfg.publishers
     if (allow.length > 0 && !allow.includes(peer.toString())) {
       this.d.log.warn({ peer: peer.toString() }, 'publish refused: peer not in "publishers"')
@@ -135,31 +152,22 @@ export class Seed {
     if (this.d.cfg.cacheSize > 0) {
       throw new PublishRefusedError('this seed is a cache in front of its origins (cacheSize > 0) and keeps no full copy: publish to the origin\'s repository or to a full seed')
     }
-    const { header, parts } = decodeControl(req, what)
-    const op = headerString(header, 'op', what)
-    if (op === 'record-seq') {
-      const pkg = headerString(header, 'package', what, PACKAGE_NAME)
-      return encodeControl({ seq: await this.d.records.lastSeq(pkg) })
-    }
-    if (op === 'latest') {
-      const channel = headerString(header, 'channel', what, PACKAGE_NAME)
-      const pkg = headerString(header, 'package', what, PACKAGE_NAME)
-      const entry = (await this.currentHead(channel))?.packages[pkg]
+    const r = decodePublishRequest(req)
+    if (r.op === 'record-seq') return encodeControl({ seq: await this.d.records.lastSeq(r.package) })
+    if (r.op === 'latest') {
+      const entry = (await this.currentHead(r.channel))?.packages[r.package]
       return encodeControl(entry === undefined ? { seq: 0 } : { seq: entry.seq, version: entry.version })
     }
-    const bytes = parts[0]
-    if (bytes === undefined) throw new PublishRefusedError('the publish request carries no manifest')
-    if (op === 'offer') {
-      const { manifest, already } = await this.check(bytes)
+    if (r.op === 'offer') {
+      const { manifest, already } = await this.check(r.bytes)
       const missing = await this.missing(manifest)
       const n = missing.filter(Boolean).length
       const missingBytes = manifest.signed.chunks.reduce((s, c, i) => s + (missing[i] === true ? c.size : 0), 0)
       return encodeControl({ already, missing: n, missingBytes }, [missingBitfield(missing)])
     }
-    if (op === 'commit') return encodeControl({ ...(await this.commit(bytes, peer)) })
-    if (op === 'record') return encodeControl({ ...(await this.acceptRecord(bytes, peer)) })
-    if (op === 'root') return encodeControl({ ...(await this.acceptRoot(bytes, peer)) })
-    throw new PublishRefusedError(`unknown publish operation ${JSON.stringify(op).slice(0, 40)}`)
+    if (r.op === 'commit') return encodeControl({ ...(await this.commit(r.bytes, peer)) })
+    if (r.op === 'root') return encodeControl({ ...(await this.acceptRoot(r.bytes, peer)) })
+    return encodeControl({ ...(await this.acceptRecord(r.bytes, peer)) })
   }
 
   /** Verified against the pinned root; refused when its sequence does not move the package forward. */

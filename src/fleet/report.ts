@@ -2,7 +2,7 @@
 // tells its seed about itself. A report is JSON; this file is its one decoder, strict on purpose —
 // the seed stores what endpoints say and shows it to admins, so every field is checked, every string
 // bounded, and anything unknown refused rather than stored.
-import { ShoalError } from '../core/errors.js'
+import { ShoalError, quoteValue } from '../core/errors.js'
 import { LABEL, PACKAGE_NAME } from '../core/manifest.js'
 
 /** Largest report accepted, in bytes of its JSON (a Debian desktop's ~3,000 OS packages are ~150 kB). */
@@ -172,7 +172,7 @@ export function decodeReport (bytes: Uint8Array): Report {
     throw new ReportInvalidError('not UTF-8 JSON')
   }
   const o = obj(raw, 'the report', ['v', 'peerId', 'sentAt', 'daemonVersion', 'site', 'ring', 'installed', 'releases', 'bytes', 'inventory'])
-  if (o.v !== REPORT_VERSION) throw new ReportInvalidError(`version ${JSON.stringify(o.v)?.slice(0, 20)} is not ${REPORT_VERSION}`)
+  if (o.v !== REPORT_VERSION) throw new ReportInvalidError(`version ${quoteValue(o.v)} is not ${REPORT_VERSION}`)
   const b = obj(o.bytes, 'bytes', ['lan', 'seed', 'origin'])
   return {
     v: REPORT_VERSION,

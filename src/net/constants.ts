@@ -32,6 +32,21 @@ export const CONNECTION_LIMITS = {
   dialTimeout: 10_000
 } as const
 
+/**
+ * libp2p's connection monitor pings every connection each 10 s and aborts it when a ping takes
+ * longer than an adaptive timeout of at least 5 s. A seed serving a few hundred endpoints on a
+ * loaded host answers later than that (the ping queues behind blob data on the same TCP
+ * connection and behind everyone's frames on the event loop): bench/load.ts lost whole
+ * connections, and every fetch in flight on them, to it. The timeout is 25 s, and the interval
+ * longer than it, because the ping protocol allows one outbound stream at a time: a second ping
+ * started while the first is still waiting fails at once, and that failure aborts the connection
+ * too. A dead connection is still found within 55 s (the blobs stream's own idle limit is 30 s).
+ */
+export const CONNECTION_MONITOR = {
+  pingInterval: 30_000,
+  pingTimeout: { minTimeout: 25_000, maxTimeout: 25_000 }
+} as const
+
 /** mplex closes a connection above this many new inbound streams a second (default 5). */
 export const MPLEX_DISCONNECT_THRESHOLD = 10_000
 
@@ -56,8 +71,15 @@ export const BLOBS_DEFAULT_MAX_INFLIGHT = 128
 export const BLOBS_DEFAULT_READ_AHEAD = 64
 /** …and the bytes those may hold, counted by maxSize until read (one larger blob may go alone). */
 export const BLOBS_DEFAULT_READ_AHEAD_BYTES = 4 * 1024 * 1024
-/** Requests a server accepts outstanding across all streams before it answers `busy`. */
-export const BLOBS_DEFAULT_MAX_INFLIGHT_TOTAL = 4_096
+/**
+ * Requests a server accepts outstanding across all streams before it answers `busy`. A queued
+ * request costs ~250 bytes (blob memory is bounded per stream by the read-ahead above), so this
+ * is sized for a seed's whole fleet pipelining at once: 256 endpoints each with the stream's
+ * limit of BLOBS_DEFAULT_MAX_INFLIGHT (128) outstanding (an endpoint keeps more in flight, the
+ * blobs client queues the rest) — at 4 096, 200 endpoints downloading together got two thirds of
+ * their requests answered `busy` (bench/load.ts, docs/benchmarks.md).
+ */
+export const BLOBS_DEFAULT_MAX_INFLIGHT_TOTAL = 32_768
 /** A fetch fails with a timeout if its response is not complete this long after it was sent. */
 export const BLOBS_DEFAULT_REQUEST_TIMEOUT_MS = 60_000
 /** A stream with requests outstanding and no byte received for this long is declared dead. */

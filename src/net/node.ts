@@ -13,7 +13,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidArgumentError } from '../core/errors.js'
 import { admission, checkNetworkKey, pnetSwarmKey, type Admission, type AdmissionMode } from './admission.js'
-import { CONNECTION_LIMITS, IDENTIFY_PROTOCOL, MPLEX_DISCONNECT_THRESHOLD } from './constants.js'
+import { CONNECTION_LIMITS, CONNECTION_MONITOR, IDENTIFY_PROTOCOL, MPLEX_DISCONNECT_THRESHOLD } from './constants.js'
 
 export type MuxerName = 'yamux' | 'mplex'
 
@@ -71,6 +71,7 @@ export async function createShoalNode (opts: ShoalNodeOptions): Promise<ShoalNod
     connectionEncrypters: [noise()],
     streamMuxers,
     connectionManager: { ...CONNECTION_LIMITS },
+    connectionMonitor: { pingInterval: CONNECTION_MONITOR.pingInterval, pingTimeout: { ...CONNECTION_MONITOR.pingTimeout } },
     services: {
       admission: admission({ mode, networkKey: opts.networkKey, timeoutMs: opts.admissionTimeoutMs }),
       identify: identify(),

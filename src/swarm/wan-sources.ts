@@ -8,7 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { ShoalError } from '../core/errors.js'
 import { cidToHex } from '../core/seal.js'
-import type { BlobClient } from '../net/blobs.js'
+import { BlobBusyError, type BlobClient } from '../net/blobs.js'
 import type { OriginClient } from '../net/origin-client.js'
 import type { TokenBucket } from './token-bucket.js'
 
@@ -32,6 +32,13 @@ export function originSource (client: OriginClient): WanSource {
 
 /** A failed source is tried after the healthy ones for this long. */
 export const SOURCE_BACKOFF_MS = 10_000
+/**
+ * A seed that answers `busy` is shedding load, not failing: when every source that did not fail
+ * outright declined, the blob is asked again after this pause (× 1…2, random, so a crowd of
+ * endpoints does not come back in step), for at most BUSY_RETRY_FOR_MS.
+ */
+export const BUSY_RETRY_MS = 250
+export const BUSY_RETRY_FOR_MS = 60_000
 
 export class NoWanSourceError extends ShoalError {
   constructor () {
@@ -67,23 +74,45 @@ export class WanSources {
    * every source failed.
    */
   async fetch (cid: Uint8Array, maxSize: number, signal: AbortSignal, soft?: AbortSignal): Promise<WanFetchResult> {
-    const order = this.order()
-    if (order.length === 0) throw new NoWanSourceError()
-    let last: unknown
-    for (const source of order) {
-      await this.bucket.take(maxSize, signal, soft)
-      try {
-        const blob = await source.fetch(cid, maxSize, signal)
-        this.downUntil.delete(source)
-        return { blob, source }
-      } catch (err) {
-        if (signal.aborted) throw err
-        last = err
-        this.downUntil.set(source, this.now() + SOURCE_BACKOFF_MS)
-        this.onFailure?.(source, cidToHex(cid), err)
-        if (soft?.aborted === true) break
+    const giveUpAt = this.now() + BUSY_RETRY_FOR_MS
+    for (;;) {
+      const order = this.order()
+      if (order.length === 0) throw new NoWanSourceError()
+      let last: unknown
+      let busy = false
+      for (const source of order) {
+        await this.bucket.take(maxSize, signal, soft)
+        try {
+          const blob = await source.fetch(cid, maxSize, signal)
+          this.downUntil.delete(source)
+          return { blob, source }
+        } catch (err) {
+          if (signal.aborted) throw err
+          last = err
+          if (err instanceof BlobBusyError) {
+            busy = true // not a fault of the source: it is not passed over
+          } else {
+            this.downUntil.set(source, this.now() + SOURCE_BACKOFF_MS)
+            this.onFailure?.(source, cidToHex(cid), err)
+          }
+          if (soft?.aborted === true) break
+        }
+      }
+      // (signals combined only here, for the rare pause: an AbortSignal.any per blob was a measurable cost)
+      const stopped = signal.aborted || soft?.aborted === true
+      if (!busy || stopped || this.now() >= giveUpAt || !await pause(BUSY_RETRY_MS * (1 + Math.random()), soft === undefined ? signal : AbortSignal.any([signal, soft]))) {
+        throw last instanceof Error ? last : new ShoalError('ERR_NET_NO_SOURCE', String(last))
       }
     }
-    throw last instanceof Error ? last : new ShoalError('ERR_NET_NO_SOURCE', String(last))
   }
+}
+
+/** Waits `ms`; false when `signal` ended the wait first. */
+async function pause (ms: number, signal: AbortSignal): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    const done = (ok: boolean): void => { clearTimeout(timer); signal.removeEventListener('abort', onAbort); resolve(ok) }
+    const onAbort = (): void => { done(false) }
+    const timer = setTimeout(() => { done(true) }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -7,7 +7,7 @@ import { runTarget } from './pool.js'
 import { TARGET_NAMES } from './targets.js'
 
 const SEED = process.env.SHOAL_FUZZ_SEED !== undefined ? Number(process.env.SHOAL_FUZZ_SEED) : 20261201
-const INPUTS = process.env.SHOAL_FUZZ_INPUTS !== undefined ? Number(process.env.SHOAL_FUZZ_INPUTS) : 2000
+const INPUTS = process.env.SHOAL_FUZZ_INPUTS !== undefined ? Number(process.env.SHOAL_FUZZ_INPUTS) : 1600
 
 describe(`fuzz (seed ${SEED}, ${INPUTS} inputs a target)`, () => {
   it.each(TARGET_NAMES)('%s: only typed refusals, no hang', async (name) => {

@@ -148,6 +148,7 @@ function containers (v: Json, out: Array<Json[] | Record<string, Json>> = [], de
 
 const MAX_JSON_TEXT = 4 * 1024 * 1024
 const PLACEHOLDER = (i: number): string => `\u0000fuzz-placeholder-${i}\u0000`
+const PLACEHOLDER_RE = /"\\u0000fuzz-placeholder-(\d+)\\u0000"/g
 
 /**
  * A JSON-level mutation of a JSON text: one to three edits of values or keys anywhere in the tree,
@@ -163,6 +164,9 @@ export function mutateJson (rng: Rng, input: Uint8Array): Uint8Array | undefined
 }
 
 function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
+  // Each edit may copy a container into another, doubling the text: three edits of an already
+  // stacked megabyte text are hundreds of MB (a fatal OOM, not a worker's clean heap-limit death).
+  if (input.byteLength > MAX_JSON_TEXT / 8) return undefined
   let v: Json
   try { v = JSON.parse(dec.decode(input)) as Json } catch { return undefined }
   const raw: string[] = []
@@ -198,8 +202,14 @@ function editJson (rng: Rng, input: Uint8Array): Uint8Array | undefined {
   } catch {
     text = JSON.stringify(v) // numbers beyond the canonical profile, lone surrogates…
   }
-  text = text.replace(/"\\u0000fuzz-placeholder-(\d+)\\u0000"/g, (_m, i: string) => raw[Number(i)]!)
-  // stacked edits of megabyte values: past this, mutate bytes instead (every cap under test is ≤ 2 MiB but the manifest's)
-  if (text.length > MAX_JSON_TEXT) return undefined
+  // Stacked edits of megabyte values: past this, mutate bytes instead (every cap under test is
+  // ≤ 2 MiB but the manifest's). Measured before substituting: copies of a container holding
+  // hostile values multiply them, and building that text first took the worker (and with a
+  // fatal OOM, the whole fuzz process) past its heap.
+  let size = text.length // a rope's length: nothing is flattened yet
+  if (size > MAX_JSON_TEXT) return undefined
+  for (const m of text.matchAll(PLACEHOLDER_RE)) size += raw[Number(m[1])]!.length - m[0].length
+  if (size > MAX_JSON_TEXT) return undefined
+  text = text.replace(PLACEHOLDER_RE, (_m, i: string) => raw[Number(i)]!)
   return enc.encode(text)
 }

@@ -17,7 +17,9 @@ import { sealChunk, cidToHex, MAX_BLOB_BYTES } from '../../src/core/seal.js'
 import { parseConfig, loadConfig, ConfigError, MAX_CONFIG_BYTES } from '../../src/daemon/config.js'
 import { encodeControl } from '../../src/net/control.js'
 import { decodeHello } from '../../src/swarm/site.js'
-import { decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodeReport } from '../../src/fleet/report.js'
+import { decodeFleetAnswer } from '../../src/fleet/client.js'
 import { readFileCapped } from '../../src/store/fs-util.js'
 import { BlobStore } from '../../src/store/blob-store.js'
 import { RepoLayout } from '../../src/store/repo.js'
@@ -80,6 +82,31 @@ describe('decoders the fuzzer broke, now refusing with a typed error', () => {
   it('a have hello with a bitfield longer than the largest chunk table is refused', () => {
     const bits = new Uint8Array(500_001)
     expect(refusal(() => decodeHello(encodeControl({ op: 'hello', site: null, weight: 1, wan: false, lan: false, releases: ['a'.repeat(64)] }, [bits]))).message).toMatch(/bitfield is longer/)
+  })
+})
+
+describe('decoders added to the fuzzer in the load session, refusing with a typed error', () => {
+  it('a fleet report whose "v" is nested deeper than the stack is ReportInvalidError, not a RangeError from quoting it', () => {
+    const e = refusal(() => decodeReport(enc.encode(`{"v":${DEEP}}`)))
+    expect(e.code).toBe('ERR_REPORT_INVALID')
+    expect(e.message).toContain('version a list is not 1')
+  })
+
+  it('an announce records reply whose "count" is nested deeper than the stack is a DecodeError (String() of it overflowed)', () => {
+    const e = refusal(() => decodeRecordsReply(encodeControl({ count: 0 }, [enc.encode('{}')])))
+    expect(e).toBeInstanceOf(DecodeError)
+    const deep = enc.encode(`{"count":${DEEP}}`)
+    const msg = new Uint8Array(4 + deep.byteLength)
+    new DataView(msg.buffer).setUint32(0, deep.byteLength)
+    msg.set(deep, 4)
+    expect(refusal(() => decodeRecordsReply(msg)).message).toContain('count a list does not match its 0 record(s)')
+  })
+
+  it('a fleet answer that is not JSON, or not of the asked shape, is a DecodeError (the CLI used JSON.parse and a cast)', () => {
+    expect(refusal(() => decodeFleetAnswer('status', enc.encode('<html>')))).toBeInstanceOf(DecodeError)
+    expect(refusal(() => decodeFleetAnswer('endpoints', enc.encode('{"a":1}'))).message).toContain('not a list of objects')
+    expect(refusal(() => decodeFleetAnswer('status', enc.encode('{"releases":[1],"sites":[]}'))).message).toContain('"releases" is not a list of objects')
+    expect(decodeFleetAnswer('inventory', enc.encode('{"rows":[],"incomplete":[]}'))).toEqual({ rows: [], incomplete: [] })
   })
 })
 

@@ -26,7 +26,12 @@ import { decodeRpcReply, decodeRpcRequest } from '../../src/net/rpc.js'
 import { decodeAdmitNonce, decodeAdmitProof, decodeAdmitReply, ADMIT_MAX_FRAME } from '../../src/net/admission.js'
 import { HaveMap, encodeIncrement, decodeIncrement } from '../../src/swarm/have-map.js'
 import { decodeHello, decodeHaveRequest } from '../../src/swarm/site.js'
-import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestReply, decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestReply, decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodePublishRequest } from '../../src/daemon/seed.js'
+import { decodeReport, encodeReport, type Report } from '../../src/fleet/report.js'
+import { decodeQuery } from '../../src/fleet/service.js'
+import { decodeFleetAnswer } from '../../src/fleet/client.js'
+import { parsePolicy, globToRegExp } from '../../src/fleet/audit.js'
 
 export interface FuzzTarget {
   /** Valid encodings that mutation starts from. */
@@ -102,6 +107,24 @@ function sealRaw (k: Uint8Array, codec: number, msg: Uint8Array): Uint8Array {
 
 const text = (n: number): Uint8Array => enc.encode(Array.from({ length: n }, (_, i) => `line ${i} of a fuzz seed\n`).join('').slice(0, n))
 const brotli = (b: Uint8Array, quality = 5): Uint8Array => brotliCompressSync(b, { params: { [zc.BROTLI_PARAM_QUALITY]: quality } })
+
+const peerId = '12D3KooWLRPJAA5o6Z6ZSe8LG9uAR3xWYoUu2MP5PCPRLNCtzuEz'
+const records = (): Uint8Array[] => [
+  signRecord({ action: 'promote', package: 'app', version: '2.0.0', ring: 'broad', seq: 1, issued: now, expires: later, signers: publisherKeys }).bytes,
+  signRecord({ action: 'rollback', package: 'app', version: '2.0.0', to: '1.9.0', seq: 2, issued: now, expires: later, signers: publisherKeys }).bytes,
+  signRecord({ action: 'halt', package: 'app', version: '2.0.0', seq: 3, issued: now, expires: later, signers: publisherKeys }).bytes
+]
+const report: Report = {
+  v: 1, peerId, sentAt: '2026-06-01T00:00:00.000Z', daemonVersion: '0.1.0', site: 'office', ring: 'canary',
+  installed: [{ package: 'app', version: '1.2.3' }],
+  releases: [
+    { package: 'app', version: '1.2.3', state: 'installed', channel: 'stable' },
+    { package: 'tool', version: '2.0.0', state: 'downloading', progress: { blobs: 3, blobsTotal: 10, bytes: 4096, bytesTotal: 65536 } },
+    { package: 'db', version: '9.1.0', state: 'failed', error: { code: 'ERR_HOOK_FAILED', message: 'postinstall exited 3', exitCode: 3, logTail: 'line\n' } }
+  ],
+  bytes: { lan: 1000, seed: 20, origin: 0 },
+  inventory: { source: 'dpkg', truncated: false, collectedAt: '2026-06-01T00:00:00Z', packages: [{ name: 'bash', version: '5.2.15-2+b2' }, { name: 'libc6', version: '2.36-9' }] }
+}
 
 export const TARGETS: Record<string, () => FuzzTarget> = {
   'blobs client message': () => ({
@@ -209,7 +232,7 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
       encodeControl({ op: 'push', channel: 'stable' }, [enc.encode('{"signed":{}}')]), encodeControl({ op: 'site', site: 'office', addrs: ['/ip4/127.0.0.1/tcp/1'] }),
       encodeControl({ op: 'root', version: 2 }),
       encodeControl({ channels: ['stable', 'beta'] }, [enc.encode('{"a":1}'), enc.encode('{"b":2}')]), encodeControl({}, [enc.encode('{"m":1}')]),
-      encodeControl({ peers: [{ id: '12D3KooWLRPJAA5o6Z6ZSe8LG9uAR3xWYoUu2MP5PCPRLNCtzuEz', addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
+      encodeControl({ peers: [{ id: peerId, addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
     ],
     // the length picks the decoder, so mutations carry every seed to every decoder
     decode: (input) => {
@@ -219,6 +242,67 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
         case 2: return decodeManifestReply(input, hex('a'))
         default: return decodeSiteReply(input)
       }
+    }
+  }),
+
+  'announce records reply': () => ({
+    // what fetchRecords returns goes to decodeRecord one by one (RecordStore.accept)
+    seeds: [encodeControl({ count: 3 }, records()), encodeControl({ count: 1 }, records().slice(0, 1)), encodeControl({ count: 0 })],
+    decode: (input) => decodeRecordsReply(input).map(r => decodeRecord(r))
+  }),
+
+  'publish request (seed side)': () => ({
+    seeds: [
+      encodeControl({ op: 'offer' }, [manifestBytes()]), encodeControl({ op: 'commit' }, [manifestBytes()]), encodeControl({ op: 'record' }, records().slice(1, 2)),
+      encodeControl({ op: 'latest', package: 'app', channel: 'stable' }), encodeControl({ op: 'record-seq', package: 'app' })
+    ],
+    // and then what the seed does with the bytes it carries before any lookup: decode them
+    decode: (input) => {
+      const r = decodePublishRequest(input)
+      if (r.op === 'offer' || r.op === 'commit') return decodeManifest(r.bytes)
+      if (r.op === 'record') return decodeRecord(r.bytes)
+      return r
+    }
+  }),
+
+  'fleet report': () => ({
+    seeds: [encodeReport(report), encodeReport({ ...report, site: null, releases: [], installed: [], inventory: { source: 'none', reason: 'no dpkg or rpm', truncated: false, collectedAt: '2026-06-01T00:00:00Z', packages: [] } })],
+    json: true,
+    decode: decodeReport,
+    // what the seed stores is what it would accept again
+    check: (_input, out) => sameBytes(encodeReport(decodeReport(encodeReport(out as Report))), encodeReport(out as Report)) ? undefined : 'accepted, but its re-encoding decodes differently'
+  }),
+
+  'fleet query and answer': () => {
+    const j = (v: unknown): Uint8Array => enc.encode(JSON.stringify(v))
+    return {
+      seeds: [
+        j({ op: 'status' }), j({ op: 'inventory', package: 'bash' }),
+        j({ generatedAt: '2026-06-01T00:00:00Z', endpoints: 2, rings: { canary: 2 }, releases: [{ package: 'app', version: '1.2.3', rings: {}, total: {} }], sites: [{ site: 'office', endpoints: 2, lan: 1, wan: 2, seed: 2, origin: 0 }] }),
+        j([{ ...report, receivedAt: '2026-06-01T00:00:01Z', inventory: { source: 'dpkg', truncated: false, collectedAt: '2026-06-01T00:00:00Z', count: 2 } }]),
+        j([{ peerId, site: null, ring: 'canary', package: 'db', version: '9.1.0', state: 'failed', code: 'ERR_HOOK_FAILED', message: 'x' }]),
+        j({ rows: [{ peerId, site: 'office', ring: 'canary', source: 'dpkg', name: 'bash', version: '5.2' }], incomplete: [] })
+      ],
+      json: true,
+      // the seed's side (decodeQuery) and the publisher's (decodeFleetAnswer), the decoder picked
+      // by a field the seed input has near its start, as the enrollment target picks by "type"
+      decode: (input) => {
+        const head = dec.decode(input.subarray(0, 200))
+        if (head.includes('"op"')) return decodeQuery(input)
+        const op = head.includes('"rows"') ? 'inventory' : head.includes('"generatedAt"') ? 'status' : head.includes('"code"') ? 'failures' : 'endpoints'
+        return decodeFleetAnswer(op, input)
+      }
+    }
+  },
+
+  'audit policy': () => ({
+    seeds: [enc.encode(JSON.stringify({ $comment: 'fleet policy', allow: ['bash', 'lib*', 'python3.?'], deny: ['telnet*', '*-dbg'] })), enc.encode(JSON.stringify({ deny: ['x'] }))],
+    json: true,
+    // read as the CLI reads it (UTF-8 text), then every pattern compiled as audit() compiles it
+    decode: (input) => {
+      const p = parsePolicy(dec.decode(input))
+      for (const pat of [...p.allow ?? [], ...p.deny ?? []]) globToRegExp(pat)
+      return p
     }
   }),
 
@@ -245,11 +329,7 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
   }),
 
   record: () => ({
-    seeds: [
-      signRecord({ action: 'promote', package: 'app', version: '2.0.0', ring: 'broad', seq: 1, issued: now, expires: later, signers: publisherKeys }).bytes,
-      signRecord({ action: 'rollback', package: 'app', version: '2.0.0', to: '1.9.0', seq: 2, issued: now, expires: later, signers: publisherKeys }).bytes,
-      signRecord({ action: 'halt', package: 'app', version: '2.0.0', seq: 3, issued: now, expires: later, signers: publisherKeys }).bytes
-    ],
+    seeds: records(),
     json: true,
     decode: decodeRecord,
     check: reencodes

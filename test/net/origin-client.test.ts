@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidToHex } from '../../src/core/seal.js'
-import { BlobVerifyError } from '../../src/net/errors.js'
+import { BlobBusyError, BlobVerifyError } from '../../src/net/errors.js'
 import { normalizeOriginUrl, OriginClient, OriginError } from '../../src/net/origin-client.js'
 import { TokenBucket } from '../../src/swarm/token-bucket.js'
-import { WanSources, type WanSource } from '../../src/swarm/wan-sources.js'
+import { BUSY_RETRY_FOR_MS, BUSY_RETRY_MS, WanSources, type WanSource } from '../../src/swarm/wan-sources.js'
 
 const blob = Buffer.from('a blob of ciphertext, as far as anyone outside the fleet can tell')
 const cid = createHash('sha256').update(blob).digest()
@@ -137,5 +137,30 @@ describe('WanSources', () => {
     await expect(new WanSources([source('seed', 'a', () => { throw new Error('never') }, calls)], new TokenBucket({ rate: 1000 })).fetch(cid, 10, ctl.signal)).rejects.toThrow()
     expect(calls).toEqual([])
     await expect(new WanSources([], new TokenBucket({ rate: 0 })).fetch(cid, 10, new AbortController().signal)).rejects.toThrow(/ERR_NET_NO_SOURCE|no WAN source/)
+  })
+
+  it('asks a busy seed again after a pause instead of failing the fetch; gives up after BUSY_RETRY_FOR_MS or when aborted', async () => {
+    const calls: string[] = []
+    const failures: string[] = []
+    let busy = 2
+    const wan = new WanSources([source('seed', 'seed', () => busy-- > 0 ? new BlobBusyError('seed', hex) : blob, calls)], new TokenBucket({ rate: 0 }), (s) => failures.push(s.name))
+    const t0 = Date.now()
+    expect((await wan.fetch(cid, blob.length, new AbortController().signal)).source.name).toBe('seed')
+    expect(calls).toEqual(['seed', 'seed', 'seed'])
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * BUSY_RETRY_MS - 5)
+    expect(failures).toEqual([]) // busy is load shedding, not a fault: nothing reported, not passed over
+
+    // always busy: given up once the clock passes the limit, with the busy error
+    let t = 0
+    calls.length = 0
+    const always = new WanSources([source('seed', 'seed', () => { t += BUSY_RETRY_FOR_MS / 2; return new BlobBusyError('seed', hex) }, calls)], new TokenBucket({ rate: 0 }), undefined, () => t)
+    await expect(always.fetch(cid, 10, new AbortController().signal)).rejects.toBeInstanceOf(BlobBusyError)
+    expect(calls.length).toBe(2)
+    // aborted while pausing: stops at once
+    const ctl = new AbortController()
+    const stuck = new WanSources([source('seed', 'seed', () => { setTimeout(() => { ctl.abort() }, 10); return new BlobBusyError('seed', hex) }, [])], new TokenBucket({ rate: 0 }))
+    const t1 = Date.now()
+    await expect(stuck.fetch(cid, 10, ctl.signal)).rejects.toBeInstanceOf(BlobBusyError)
+    expect(Date.now() - t1).toBeLessThan(BUSY_RETRY_MS)
   })
 })
