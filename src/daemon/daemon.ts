@@ -44,6 +44,8 @@ export interface DaemonOptions {
   inventory?: () => Promise<Inventory>
   /** Blob fetch limits (tests: a request deadline short enough to catch a trickling peer quickly). */
   blobClient?: BlobClientOptions
+  /** Endpoint: start paused, as after `POST /pause` (tests: a member that must not fetch yet). */
+  startPaused?: boolean
 }
 
 export interface DaemonStatus {
@@ -203,6 +205,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         node, host, db, blobs, client, announce, installer, bucket, get root () { return rootNow() }, trust, contentKey: enrollment.contentKey as Uint8Array, cfg, log, metrics, now, records,
         onStateChange: () => reporter?.changed()
       })
+      if (opts.startPaused === true) endpoint.paused = true
       await endpoint.start()
       cleanups.push(async () => { await endpoint?.stop() })
     }

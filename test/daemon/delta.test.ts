@@ -205,8 +205,8 @@ describe('a site on mixed base versions', () => {
     await fleet.push((await fleet.publish(trees[1]!, '2.0.0')).manifestPath)
     await installs(onV2, '2.0.0', trees[1]!)
     // a fresh endpoint joins (held back until v3: it has no base at all)
-    const fresh = await fleet.startEndpoint('fresh', opt)
-    fresh.endpoint!.paused = true
+    // paused from the start: a first pass before the pause would install v2 (and rebuild deltas)
+    const fresh = await fleet.startEndpoint('fresh', opt, { startPaused: true })
     const site = [onV1, onV2, fresh]
     await until(() => site.every(x => x.endpoint!.site.members.size === 2), 20_000, 'site members introduced')
 
