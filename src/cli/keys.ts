@@ -1,6 +1,12 @@
 import type { Command } from 'commander'
-import { resolve } from 'node:path'
-import { initKeysDir } from '../publish/keys-dir.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { decodeRoot, MAX_ROOT_BYTES } from '../core/root.js'
+import { initKeysDir, loadPublisherKeys, rotateKeysDir } from '../publish/keys-dir.js'
+import { SeedSession } from '../publish/push.js'
+import { BlobStore } from '../store/blob-store.js'
+import { readFileCapped } from '../store/fs-util.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { parseDuration, parseIntArg, printJson } from './common.js'
@@ -37,6 +43,59 @@ Hand enroll.json to endpoints and seed-enroll.json to seeds; keep root-*.key off
       process.stdout.write(`keys written to ${res.dir}:\n${res.files.map(f => `  ${f}`).join('\n')}\n` +
         `root keys: ${res.rootKeyIds.length} · publisher keys: ${res.publisherKeyIds.length} · online key: ${res.onlineKeyId.slice(0, 16)}…\n` +
         'next: give enroll.json to endpoints, seed-enroll.json to seeds; move root-*.key offline.\n')
+    })
+  keys.command('rotate')
+    .description('sign the next root.json: new keys for the roles named, or the same keys with a new expiry')
+    .requiredOption('--dir <dir>', 'the keys folder from `shoal keys init`, with its root-*.key files back from offline')
+    .option('--online', 'replace the online (head-signing) key')
+    .option('--publisher', 'replace the publisher keys (same number, same threshold)')
+    .option('--root', 'replace the root keys (the new root is signed by the old and the new ones)')
+    .option('--expires <duration>', 'how long the new root stays valid', '365d')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', `
+Examples:
+  shoal keys rotate --dir ./fleet-keys --online          # a stolen or leaked online key
+  shoal keys rotate --dir ./fleet-keys                   # renew the root before it expires
+  shoal keys push-root --keys ./fleet-keys --seed /ip4/…/tcp/7700/p2p/<seed>
+
+Replaced keys and the previous root.json move to retired-v<N>/. After a new online key, restart
+each seed with the new seed-enroll.json; endpoints take the new root from their seeds.`)
+    .action(async (o: { dir: string, online?: boolean, publisher?: boolean, root?: boolean, expires: string, json?: boolean }) => {
+      const res = await rotateKeysDir({
+        dir: resolve(o.dir),
+        rotate: { online: o.online === true, publisher: o.publisher === true, root: o.root === true },
+        expires: new Date(Date.now() + parseDuration(o.expires, '--expires'))
+      })
+      if (o.json === true) { printJson(res); return }
+      process.stdout.write(`root.json v${res.version} written to ${res.dir} (was v${res.previousVersion}); ` +
+        `${res.rotated.length > 0 ? `new keys: ${res.rotated.join(', ')}` : 'same keys, new expiry'}\n` +
+        `replaced files are in ${res.retiredDir}\n` +
+        `next: shoal keys push-root --keys ${res.dir} --seed <seed multiaddr>` +
+        `${res.rotated.includes('online') ? '; then restart each seed with the new seed-enroll.json' : ''}; move root-*.key offline again.\n`)
+    })
+  keys.command('push-root')
+    .description('send the keys folder\'s root.json to a seed, which checks it and serves it to endpoints')
+    .requiredOption('--keys <dir>', 'the keys folder (its root.json is sent; its PeerId must be in the seed\'s "publishers" when that list is not empty)')
+    .requiredOption('--seed <multiaddr>', 'the seed (…/p2p/<seed PeerId>)')
+    .option('--json', 'print the seed\'s answer as JSON')
+    .action(async (o: { keys: string, seed: string, json?: boolean }) => {
+      const dir = resolve(o.keys)
+      const bytes = await readFileCapped(join(dir, 'root.json'), MAX_ROOT_BYTES, 'the trust root')
+      const version = decodeRoot(bytes).signed.version
+      const keys = await loadPublisherKeys(dir)
+      // The session serves no blobs; an empty temporary store satisfies its interface.
+      const scratch = await mkdtemp(join(tmpdir(), 'shoal-root-'))
+      let session: SeedSession | undefined
+      try {
+        session = await SeedSession.open({ seed: o.seed, networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(dir), blobs: await BlobStore.open(scratch) })
+        const r = await session.sendRoot(bytes)
+        if (o.json === true) { printJson({ sent: version, ...r }); return }
+        process.stdout.write(`the seed accepted root.json v${r.version}${r.onlineChanged ? ' (new online role)' : ''}; endpoints take it at their next poll\n`)
+        if (!r.signsHeads) process.stderr.write('shoal: warning: this seed\'s online key is not in the new root: restart it with the new seed-enroll.json, or its heads are refused\n')
+      } finally {
+        await session?.close()
+        await rm(scratch, { recursive: true, force: true })
+      }
     })
   keys.command('peer-id')
     .description('print the publisher\'s libp2p PeerId (created on first use) for a seed\'s "publishers" list')

@@ -7,11 +7,11 @@
 //   enroll.json               for endpoints: root + fleet secret
 //   seed-enroll.json          for seeds: root + network key + online key (no content key)
 // Private files are created 0600 and never overwritten.
-import { readdir, mkdir, writeFile, stat } from 'node:fs/promises'
+import { readdir, mkdir, writeFile, stat, rename, copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
 import { generateKeyPair, encodePrivateKeyFile, decodePrivateKeyFile, MAX_KEY_FILE_BYTES, type KeyPair } from '../core/keys.js'
-import { createRoot, decodeRoot, verifyRoot, MAX_ROOT_BYTES, type SignedRoot } from '../core/root.js'
+import { createRoot, decodeRoot, verifyRoot, verifyRootUpdate, roleChanged, MAX_ROOT_BYTES, type SignedRoot } from '../core/root.js'
 import { encodeEnvelope } from '../core/signed.js'
 import { deriveFleetKeys, generateFleetSecret, type FleetKeys } from '../core/fleet-keys.js'
 import { decodeFleetSecret, encodeFleetSecret, encodeEndpointEnrollment, encodeSeedEnrollment } from '../core/enroll.js'
@@ -82,6 +82,115 @@ export async function initKeysDir (o: KeysInitOptions): Promise<KeysInitResult> 
     publisherKeyIds: publisherKeys.map(k => k.keyid),
     onlineKeyId: onlineKey.keyid
   }
+}
+
+export interface KeysRotateOptions {
+  dir: string
+  /** Roles whose keys are replaced by new ones (same number of keys, same thresholds). None: the root is only renewed. */
+  rotate: { root?: boolean, publisher?: boolean, online?: boolean }
+  expires: Date
+  now?: Date
+}
+
+export interface KeysRotateResult {
+  dir: string
+  version: number
+  previousVersion: number
+  rotated: Array<'root' | 'publisher' | 'online'>
+  /** Where the replaced key files and the previous root.json now are. */
+  retiredDir: string
+  files: string[]
+}
+
+/**
+ * The next root.json (version + 1, TUF §5.3): new keys for the roles asked, signed by the root
+ * keys of the current root held in `dir` (at least its threshold) and, when the root role itself
+ * rotates, by the new root keys too — what every daemon checks before it accepts it. The replaced
+ * key files and the previous root.json move to `retired-v<N>/` (never deleted: a root key is
+ * needed again if this root must be re-signed); enroll.json and seed-enroll.json are written anew
+ * for the new root (seed-enroll.json carries the online key). root.json is replaced last, so a
+ * crash before it leaves the folder on the old root with the old keys still retired beside it.
+ */
+export async function rotateKeysDir (o: KeysRotateOptions): Promise<KeysRotateResult> {
+  const now = o.now ?? new Date()
+  const current = decodeRoot(await readOrExplain(join(o.dir, 'root.json'), 'the trust root', MAX_ROOT_BYTES))
+  const roles = current.signed.roles
+  const v = current.signed.version
+  const held = async (prefix: 'root' | 'publisher'): Promise<Array<{ name: string, key: KeyPair }>> => {
+    const names = (await readdir(o.dir)).filter(n => new RegExp(`^${prefix}-\\d+\\.key$`).test(n)).sort()
+    const out: Array<{ name: string, key: KeyPair }> = []
+    for (const n of names) {
+      const { role, key } = decodePrivateKeyFile(await readOrExplain(join(o.dir, n), `a ${prefix} key`, MAX_KEY_FILE_BYTES))
+      if (role === prefix && roles[prefix].keyids.includes(key.keyid)) out.push({ name: n, key })
+    }
+    return out
+  }
+  const rootHeld = await held('root')
+  if (rootHeld.length < roles.root.threshold) {
+    throw new KeysDirError(`${o.dir} holds ${rootHeld.length} of root.json v${v}'s root keys; signing v${v + 1} needs ${roles.root.threshold} (bring the offline root-*.key files back for the rotation)`)
+  }
+  const publisherHeld = await held('publisher')
+  let onlineHeld: KeyPair | undefined
+  try {
+    const { role, key } = decodePrivateKeyFile(await readFileCapped(join(o.dir, 'online.key'), MAX_KEY_FILE_BYTES, 'the online key'))
+    if (role === 'online' && roles.online.keyids.includes(key.keyid)) onlineHeld = key
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  if (o.rotate.publisher !== true && publisherHeld.length < roles.publisher.keyids.length) {
+    throw new KeysDirError(`${o.dir} holds ${publisherHeld.length} of the root's ${roles.publisher.keyids.length} publisher keys; rotate them (--publisher) or bring them back`)
+  }
+  if (o.rotate.online !== true && onlineHeld === undefined) throw new KeysDirError(`${o.dir} lacks the root's online.key; rotate it (--online) or bring it back`)
+
+  const fresh = (n: number): KeyPair[] => Array.from({ length: n }, () => generateKeyPair())
+  const rootKeys = o.rotate.root === true ? fresh(roles.root.keyids.length) : undefined
+  const publisherKeys = o.rotate.publisher === true ? fresh(roles.publisher.keyids.length) : publisherHeld.map(h => h.key)
+  const onlineKey = o.rotate.online === true ? generateKeyPair() : onlineHeld as KeyPair
+  // Root keys of the current root not held here stay in the role unless the role rotates: their
+  // public halves are all that is needed to list them.
+  const keepRoot = rootKeys === undefined
+  const next = createRoot({
+    rootKeys: rootKeys ?? rootHeld.map(h => h.key),
+    rootThreshold: roles.root.threshold,
+    publisherKeys,
+    publisherThreshold: roles.publisher.threshold,
+    onlineKeys: [onlineKey],
+    expires: o.expires,
+    version: v + 1,
+    signers: [...rootHeld.map(h => h.key), ...(rootKeys ?? [])]
+  })
+  if (keepRoot && rootHeld.length < roles.root.keyids.length) {
+    throw new KeysDirError(`${o.dir} holds ${rootHeld.length} of ${roles.root.keyids.length} root keys: renewing without all of them would drop the others from the root role; bring them all, or rotate the root keys (--root)`)
+  }
+  verifyRootUpdate(current, next, now) // what every daemon will check
+  const rotated = (['root', 'publisher', 'online'] as const).filter(r => roleChanged(current, next, r))
+
+  const retiredDir = join(o.dir, `retired-v${v}`)
+  await mkdir(retiredDir, { mode: 0o700 })
+  await copyFile(join(o.dir, 'root.json'), join(retiredDir, 'root.json'))
+  const files: Array<[string, Uint8Array, number]> = []
+  const retire = async (name: string): Promise<void> => { await rename(join(o.dir, name), join(retiredDir, name)) }
+  if (rootKeys !== undefined) {
+    for (const h of rootHeld) await retire(h.name)
+    rootKeys.forEach((k, i) => files.push([`root-${i + 1}.key`, encodePrivateKeyFile(k, 'root'), 0o600]))
+  }
+  if (o.rotate.publisher === true) {
+    for (const h of publisherHeld) await retire(h.name)
+    publisherKeys.forEach((k, i) => files.push([`publisher-${i + 1}.key`, encodePrivateKeyFile(k, 'publisher'), 0o600]))
+  }
+  if (o.rotate.online === true) {
+    if (onlineHeld !== undefined) await retire('online.key')
+    files.push(['online.key', encodePrivateKeyFile(onlineKey, 'online'), 0o600])
+  }
+  const secret = decodeFleetSecret(await readOrExplain(join(o.dir, 'fleet.secret'), 'the fleet secret', MAX_KEY_FILE_BYTES))
+  for (const n of ['enroll.json', 'seed-enroll.json']) await retire(n).catch(() => {})
+  files.push(['enroll.json', encodeEndpointEnrollment(next, secret), 0o600])
+  files.push(['seed-enroll.json', encodeSeedEnrollment(next, deriveFleetKeys(secret).networkKey, onlineKey), 0o600])
+  for (const [name, data, mode] of files) await writeFile(join(o.dir, name), data, { mode, flag: 'wx' })
+  // root.json last, through a temporary name: readers see the old one or the new one
+  await writeFile(join(o.dir, 'root.json.tmp'), encodeEnvelope(next), { mode: 0o644 })
+  await rename(join(o.dir, 'root.json.tmp'), join(o.dir, 'root.json'))
+  return { dir: o.dir, version: v + 1, previousVersion: v, rotated, retiredDir, files: [...files.map(f => f[0]), 'root.json'] }
 }
 
 export interface PublisherKeys {
