@@ -19,7 +19,17 @@ interface Tracked {
 const PREFIX = 'rollout-events/'
 
 export class RolloutEvents {
+  // Updates of the tracked rings run one after another: the timer's tick and the one a publish
+  // runs overlapped under load, both saw a ring due and both announced it (a duplicate webhook).
+  private queue: Promise<unknown> = Promise.resolve()
+
   constructor (private readonly db: StateDb, private readonly hooks: Webhooks) {}
+
+  private async serial<T> (task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task)
+    this.queue = run.catch(() => {})
+    return await run
+  }
 
   /** A release entered its channel head: `published`, then `ring-opened` for every ring already open. */
   async published (m: ManifestBody, manifestId: string, now: Date): Promise<void> {
@@ -32,7 +42,7 @@ export class RolloutEvents {
     const pending: Record<string, string> = {}
     for (const r of policy.rings) if (r.notBefore !== undefined) pending[r.ring] = r.notBefore
     const t: Tracked = { package: m.package, version: m.version, channel: m.channel, pending }
-    await this.db.kv.put(PREFIX + `${m.package}@${m.version}`, t)
+    await this.serial(async () => { await this.db.kv.put(PREFIX + `${m.package}@${m.version}`, t) })
     await this.tick(now)
   }
 
@@ -41,13 +51,15 @@ export class RolloutEvents {
     const base = { package: r.package, version: r.version, seq: r.seq }
     if (r.action === 'promote') {
       if (!effective) return
-      this.hooks.emit('ring-opened', { ...base, ring: r.ring, by: 'promote' })
-      const key = PREFIX + `${r.package}@${r.version}`
-      const t = await this.db.kv.get(key) as Tracked | null
-      if (t !== null && r.ring !== undefined && r.ring in t.pending) {
-        delete t.pending[r.ring]
-        await this.db.kv.put(key, t)
-      }
+      await this.serial(async () => {
+        this.hooks.emit('ring-opened', { ...base, ring: r.ring, by: 'promote' })
+        const key = PREFIX + `${r.package}@${r.version}`
+        const t = await this.db.kv.get(key) as Tracked | null
+        if (t !== null && r.ring !== undefined && r.ring in t.pending) {
+          delete t.pending[r.ring]
+          await this.db.kv.put(key, t)
+        }
+      })
     } else if (r.action === 'halt') {
       this.hooks.emit('halted', base)
     } else {
@@ -57,6 +69,10 @@ export class RolloutEvents {
 
   /** Announces the time-gated rings whose notBefore has come. */
   async tick (now: Date): Promise<void> {
+    await this.serial(async () => { await this.announceDue(now) })
+  }
+
+  private async announceDue (now: Date): Promise<void> {
     for await (const [key, value] of this.db.kv.entries({ gte: PREFIX, lt: PREFIX.slice(0, -1) + '0' })) {
       const t = value as Tracked
       let changed = false
