@@ -1,7 +1,13 @@
 // What every command shares: exit codes scripts can rely on, one-line errors, JSON output,
 // progress bars only on a TTY, and parsers for the units people type.
 import { SingleBar, Presets } from 'cli-progress'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ShoalError, InvalidArgumentError } from '../core/errors.js'
+import { loadOrCreatePeerKey } from '../net/peer-key.js'
+import { SeedSession } from '../publish/push.js'
+import { BlobStore } from '../store/blob-store.js'
 
 /** Exit codes (docs/cli.md). */
 export const EXIT = {
@@ -105,4 +111,21 @@ export function parseIntArg (text: string, what: string, min: number, max: numbe
   const n = Number(text)
   if (n < min || n > max) throw new InvalidArgumentError(`${what}: ${n} is out of range (${min}–${max})`)
   return n
+}
+
+/**
+ * Runs `task` with a publish session to `seed` for commands that send no blobs (control records,
+ * roots), as the keys folder's publisher PeerId: the session's blob store is an empty temporary
+ * folder, removed afterwards.
+ */
+export async function withBloblessSession<T> (keysDir: string, seed: string, networkKey: Uint8Array, task: (session: SeedSession) => Promise<T>): Promise<T> {
+  const scratch = await mkdtemp(join(tmpdir(), 'shoal-session-'))
+  let session: SeedSession | undefined
+  try {
+    session = await SeedSession.open({ seed, networkKey, privateKey: await loadOrCreatePeerKey(keysDir), blobs: await BlobStore.open(scratch) })
+    return await task(session)
+  } finally {
+    await session?.close()
+    await rm(scratch, { recursive: true, force: true })
+  }
 }

@@ -2,17 +2,14 @@
 // the publisher keys and send it to the seed, which verifies it against its pinned root, stores it
 // and carries it to the endpoints. With --out the record is also written to a file.
 import type { Command } from 'commander'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { InvalidArgumentError } from '../core/errors.js'
 import { validatePackageName, validateVersion } from '../core/manifest.js'
-import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { loadPublisherKeys } from '../publish/keys-dir.js'
 import { SeedSession, type RecordResult } from '../publish/push.js'
 import { describeRecord, signRecord, type RecordAction } from '../rollout/records.js'
-import { BlobStore } from '../store/blob-store.js'
-import { parseDuration, parseIntArg, printJson } from './common.js'
+import { parseDuration, parseIntArg, printJson, withBloblessSession } from './common.js'
 
 interface ControlFlags {
   keys: string
@@ -43,13 +40,7 @@ async function run (action: RecordAction, release: string, o: ControlFlags): Pro
   const expiresMs = parseDuration(o.expires, '--expires')
   const keysDir = resolve(o.keys)
   const keys = await loadPublisherKeys(keysDir)
-  let session: SeedSession | undefined
-  // The session serves no blobs; an empty temporary store satisfies its interface.
-  const scratch = await mkdtemp(join(tmpdir(), 'shoal-control-'))
-  try {
-    if (o.seed !== undefined) {
-      session = await SeedSession.open({ seed: o.seed, networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(keysDir), blobs: await BlobStore.open(scratch) })
-    }
+  const sign = async (session?: SeedSession): Promise<void> => {
     const seq = o.seq !== undefined ? parseIntArg(o.seq, '--seq', 1, Number.MAX_SAFE_INTEGER) : (await (session as SeedSession).recordSeq(pkg)) + 1
     const now = new Date()
     const { bytes, id, record } = signRecord({
@@ -72,10 +63,9 @@ async function run (action: RecordAction, release: string, o: ControlFlags): Pro
           : `  accepted by the seed, pushed to ${sent.pushed} connected peer(s); endpoints also poll it\n`)
       }
     }
-  } finally {
-    await session?.close()
-    await rm(scratch, { recursive: true, force: true })
   }
+  if (o.seed === undefined) await sign()
+  else await withBloblessSession(keysDir, o.seed, keys.fleet.networkKey, sign)
 }
 
 function common (cmd: Command): Command {

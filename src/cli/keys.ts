@@ -1,15 +1,9 @@
 import type { Command } from 'commander'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { decodeRoot, MAX_ROOT_BYTES } from '../core/root.js'
+import { resolve } from 'node:path'
 import { initKeysDir, loadPublisherKeys, rotateKeysDir } from '../publish/keys-dir.js'
-import { SeedSession } from '../publish/push.js'
-import { BlobStore } from '../store/blob-store.js'
-import { readFileCapped } from '../store/fs-util.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { parseDuration, parseIntArg, printJson } from './common.js'
+import { parseDuration, parseIntArg, printJson, withBloblessSession } from './common.js'
 
 export function registerKeys (program: Command): void {
   const keys = program.command('keys').description('create and manage the fleet\'s keys')
@@ -80,22 +74,12 @@ each seed with the new seed-enroll.json; endpoints take the new root from their 
     .option('--json', 'print the seed\'s answer as JSON')
     .action(async (o: { keys: string, seed: string, json?: boolean }) => {
       const dir = resolve(o.keys)
-      const bytes = await readFileCapped(join(dir, 'root.json'), MAX_ROOT_BYTES, 'the trust root')
-      const version = decodeRoot(bytes).signed.version
       const keys = await loadPublisherKeys(dir)
-      // The session serves no blobs; an empty temporary store satisfies its interface.
-      const scratch = await mkdtemp(join(tmpdir(), 'shoal-root-'))
-      let session: SeedSession | undefined
-      try {
-        session = await SeedSession.open({ seed: o.seed, networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(dir), blobs: await BlobStore.open(scratch) })
-        const r = await session.sendRoot(bytes)
-        if (o.json === true) { printJson({ sent: version, ...r }); return }
-        process.stdout.write(`the seed accepted root.json v${r.version}${r.onlineChanged ? ' (new online role)' : ''}; endpoints take it at their next poll\n`)
-        if (!r.signsHeads) process.stderr.write('shoal: warning: this seed\'s online key is not in the new root: restart it with the new seed-enroll.json, or its heads are refused\n')
-      } finally {
-        await session?.close()
-        await rm(scratch, { recursive: true, force: true })
-      }
+      const version = keys.root.signed.version
+      const r = await withBloblessSession(dir, o.seed, keys.fleet.networkKey, async (session) => await session.sendRoot(keys.rootBytes))
+      if (o.json === true) { printJson({ sent: version, ...r }); return }
+      process.stdout.write(`the seed accepted root.json v${r.version}${r.onlineChanged ? ' (new online role)' : ''}; endpoints take it at their next poll\n`)
+      if (!r.signsHeads) process.stderr.write('shoal: warning: this seed\'s online key is not in the new root: restart it with the new seed-enroll.json, or its heads are refused\n')
     })
   keys.command('peer-id')
     .description('print the publisher\'s libp2p PeerId (created on first use) for a seed\'s "publishers" list')

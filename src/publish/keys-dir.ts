@@ -116,31 +116,18 @@ export async function rotateKeysDir (o: KeysRotateOptions): Promise<KeysRotateRe
   const current = decodeRoot(await readOrExplain(join(o.dir, 'root.json'), 'the trust root', MAX_ROOT_BYTES))
   const roles = current.signed.roles
   const v = current.signed.version
-  const held = async (prefix: 'root' | 'publisher'): Promise<Array<{ name: string, key: KeyPair }>> => {
-    const names = (await readdir(o.dir)).filter(n => new RegExp(`^${prefix}-\\d+\\.key$`).test(n)).sort()
-    const out: Array<{ name: string, key: KeyPair }> = []
-    for (const n of names) {
-      const { role, key } = decodePrivateKeyFile(await readOrExplain(join(o.dir, n), `a ${prefix} key`, MAX_KEY_FILE_BYTES))
-      if (role === prefix && roles[prefix].keyids.includes(key.keyid)) out.push({ name: n, key })
-    }
-    return out
-  }
-  const rootHeld = await held('root')
+  const listed = async (prefix: 'root' | 'publisher'): Promise<KeyFile[]> =>
+    (await keyFiles(o.dir, prefix)).filter(f => f.role === prefix && roles[prefix].keyids.includes(f.key.keyid))
+  const rootHeld = await listed('root')
   if (rootHeld.length < roles.root.threshold) {
     throw new KeysDirError(`${o.dir} holds ${rootHeld.length} of root.json v${v}'s root keys; signing v${v + 1} needs ${roles.root.threshold} (bring the offline root-*.key files back for the rotation)`)
   }
-  const publisherHeld = await held('publisher')
-  let onlineHeld: KeyPair | undefined
-  try {
-    const { role, key } = decodePrivateKeyFile(await readFileCapped(join(o.dir, 'online.key'), MAX_KEY_FILE_BYTES, 'the online key'))
-    if (role === 'online' && roles.online.keyids.includes(key.keyid)) onlineHeld = key
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
+  const publisherHeld = await listed('publisher')
+  const onlineHeld = await readOnlineKey(o.dir, current)
   if (o.rotate.publisher !== true && publisherHeld.length < roles.publisher.keyids.length) {
     throw new KeysDirError(`${o.dir} holds ${publisherHeld.length} of the root's ${roles.publisher.keyids.length} publisher keys; rotate them (--publisher) or bring them back`)
   }
-  if (o.rotate.online !== true && onlineHeld === undefined) throw new KeysDirError(`${o.dir} lacks the root's online.key; rotate it (--online) or bring it back`)
+  if (o.rotate.online !== true && onlineHeld === null) throw new KeysDirError(`${o.dir} lacks the root's online.key; rotate it (--online) or bring it back`)
 
   const fresh = (n: number): KeyPair[] => Array.from({ length: n }, () => generateKeyPair())
   const rootKeys = o.rotate.root === true ? fresh(roles.root.keyids.length) : undefined
@@ -148,7 +135,9 @@ export async function rotateKeysDir (o: KeysRotateOptions): Promise<KeysRotateRe
   const onlineKey = o.rotate.online === true ? generateKeyPair() : onlineHeld as KeyPair
   // Root keys of the current root not held here stay in the role unless the role rotates: their
   // public halves are all that is needed to list them.
-  const keepRoot = rootKeys === undefined
+  if (rootKeys === undefined && rootHeld.length < roles.root.keyids.length) {
+    throw new KeysDirError(`${o.dir} holds ${rootHeld.length} of ${roles.root.keyids.length} root keys: renewing without all of them would drop the others from the root role; bring them all, or rotate the root keys (--root)`)
+  }
   const next = createRoot({
     rootKeys: rootKeys ?? rootHeld.map(h => h.key),
     rootThreshold: roles.root.threshold,
@@ -159,9 +148,6 @@ export async function rotateKeysDir (o: KeysRotateOptions): Promise<KeysRotateRe
     version: v + 1,
     signers: [...rootHeld.map(h => h.key), ...(rootKeys ?? [])]
   })
-  if (keepRoot && rootHeld.length < roles.root.keyids.length) {
-    throw new KeysDirError(`${o.dir} holds ${rootHeld.length} of ${roles.root.keyids.length} root keys: renewing without all of them would drop the others from the root role; bring them all, or rotate the root keys (--root)`)
-  }
   verifyRootUpdate(current, next, now) // what every daemon will check
   const rotated = (['root', 'publisher', 'online'] as const).filter(r => roleChanged(current, next, r))
 
@@ -179,7 +165,7 @@ export async function rotateKeysDir (o: KeysRotateOptions): Promise<KeysRotateRe
     publisherKeys.forEach((k, i) => files.push([`publisher-${i + 1}.key`, encodePrivateKeyFile(k, 'publisher'), 0o600]))
   }
   if (o.rotate.online === true) {
-    if (onlineHeld !== undefined) await retire('online.key')
+    if (onlineHeld !== null) await retire('online.key')
     files.push(['online.key', encodePrivateKeyFile(onlineKey, 'online'), 0o600])
   }
   const secret = decodeFleetSecret(await readOrExplain(join(o.dir, 'fleet.secret'), 'the fleet secret', MAX_KEY_FILE_BYTES))
@@ -210,18 +196,40 @@ async function readOrExplain (path: string, what: string, max: number): Promise<
   }
 }
 
+interface KeyFile { name: string, role: string, key: KeyPair }
+
+/** The `<prefix>-<n>.key` files of `dir`, decoded, in name order (the caller judges role and root). */
+async function keyFiles (dir: string, prefix: 'root' | 'publisher'): Promise<KeyFile[]> {
+  const pattern = prefix === 'root' ? /^root-\d+\.key$/ : /^publisher-\d+\.key$/
+  const out: KeyFile[] = []
+  for (const name of (await readdir(dir)).filter(n => pattern.test(n)).sort()) {
+    const { role, key } = decodePrivateKeyFile(await readOrExplain(join(dir, name), `a ${prefix} key`, MAX_KEY_FILE_BYTES))
+    out.push({ name, role, key })
+  }
+  return out
+}
+
+/** `dir/online.key` when it holds a key of `root`'s online role, else null (also when absent). */
+async function readOnlineKey (dir: string, root: SignedRoot): Promise<KeyPair | null> {
+  try {
+    const { role, key } = decodePrivateKeyFile(await readFileCapped(join(dir, 'online.key'), MAX_KEY_FILE_BYTES, 'the online key'))
+    return role === 'online' && root.signed.roles.online.keyids.includes(key.keyid) ? key : null
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    return null
+  }
+}
+
 /** Loads what publishing needs and checks the publisher keys can meet the root's threshold. */
 export async function loadPublisherKeys (dir: string, now = new Date()): Promise<PublisherKeys> {
   const rootBytes = await readOrExplain(join(dir, 'root.json'), 'the trust root', MAX_ROOT_BYTES)
   const root = decodeRoot(rootBytes)
   verifyRoot(root, now)
-  const names = (await readdir(dir)).filter(n => /^publisher-\d+\.key$/.test(n)).sort()
   const publisherKeys: KeyPair[] = []
-  for (const n of names) {
-    const { role, key } = decodePrivateKeyFile(await readOrExplain(join(dir, n), 'a publisher key', MAX_KEY_FILE_BYTES))
-    if (role !== 'publisher') throw new KeysDirError(`${join(dir, n)} holds a ${role} key, not a publisher key`)
+  for (const { name, role, key } of await keyFiles(dir, 'publisher')) {
+    if (role !== 'publisher') throw new KeysDirError(`${join(dir, name)} holds a ${role} key, not a publisher key`)
     if (!root.signed.roles.publisher.keyids.includes(key.keyid)) {
-      throw new KeysDirError(`${join(dir, n)} (keyid ${key.keyid.slice(0, 16)}…) is not a publisher key of this root.json`)
+      throw new KeysDirError(`${join(dir, name)} (keyid ${key.keyid.slice(0, 16)}…) is not a publisher key of this root.json`)
     }
     publisherKeys.push(key)
   }
@@ -229,13 +237,7 @@ export async function loadPublisherKeys (dir: string, now = new Date()): Promise
   if (publisherKeys.length < need) {
     throw new KeysDirError(`${dir} holds ${publisherKeys.length} publisher key(s); this root needs ${need} signatures on a manifest`)
   }
-  let onlineKey: KeyPair | null = null
-  try {
-    const { role, key } = decodePrivateKeyFile(await readFileCapped(join(dir, 'online.key'), MAX_KEY_FILE_BYTES, 'the online key'))
-    if (role === 'online' && root.signed.roles.online.keyids.includes(key.keyid)) onlineKey = key
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
+  const onlineKey = await readOnlineKey(dir, root)
   const secret = decodeFleetSecret(await readOrExplain(join(dir, 'fleet.secret'), 'the fleet secret', MAX_KEY_FILE_BYTES))
   return { root, rootBytes, publisherKeys, onlineKey, fleet: deriveFleetKeys(secret) }
 }
