@@ -431,7 +431,7 @@ export class PackStore implements BlobStorage {
     return { ok, removed }
   }
 
-  /** Seals the active pack (the next open needs no scan) and stops the worker. */
+  /** Seals the active pack (the next open needs no scan) and closes its descriptors. */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
