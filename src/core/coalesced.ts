@@ -22,6 +22,11 @@ export class CoalescedTask {
       })
   }
 
+  /** A run is under way. */
+  get busy (): boolean {
+    return this.running !== undefined
+  }
+
   /** Resolves when no run is under way or pending. */
   async idle (): Promise<void> {
     while (this.running !== undefined) await this.running

@@ -163,6 +163,8 @@ export class Endpoint {
   private readonly wan: WanSources
   /** Head polls start at a different source each pass (spreads the load, outruns a stale one). */
   private pollTurn = Math.floor(Math.random() * 1024)
+  /** Some seed or origin answered this pass's head poll: a failed blob request is then retried a while (ReleaseFetch's wanGraceMs). */
+  private wanReached = true
 
   constructor (private readonly d: EndpointDeps) {
     this.seeds = d.cfg.seeds.map(s => multiaddr(s))
@@ -217,7 +219,9 @@ export class Endpoint {
       if (bytes !== null) this.haveMaps.set(rec.manifestId, await presentMap(distinctChunks(decodeManifest(bytes).signed.chunks), this.d.blobs))
     }
     await this.site.start()
-    this.timer = setInterval(() => { this.kick() }, this.d.cfg.pollInterval)
+    // A pass under way has just polled, and a failed one has its retry scheduled sooner: the tick
+    // would only queue a second pass right behind them.
+    this.timer = setInterval(() => { if (!this.passes.busy && this.retryTimer === undefined) this.kick() }, this.d.cfg.pollInterval)
     this.timer.unref()
     this.kick()
   }
@@ -291,7 +295,7 @@ export class Endpoint {
   }
 
   private async pass (): Promise<void> {
-    await this.pollHeads()
+    this.wanReached = await this.pollHeads()
     await this.pollRecords()
     await this.findLabelMates()
     await this.site.refresh()
@@ -327,7 +331,7 @@ export class Endpoint {
     }
     if (!unavailable) { this.retries = 0; return }
     clearTimeout(this.retryTimer)
-    this.retryTimer = setTimeout(() => { this.kick() }, retryDelay(this.retries++, this.d.cfg.pollInterval))
+    this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.kick() }, retryDelay(this.retries++, this.d.cfg.pollInterval))
     this.retryTimer.unref()
   }
 
@@ -374,15 +378,16 @@ export class Endpoint {
   /**
    * Heads from the seeds and origins, one source per pass when it gives a good head for every
    * channel followed; a source that is unreachable, lacks a channel or sends a refused head (stale,
-   * tampered: a malicious mirror) passes the turn to the next.
+   * tampered: a malicious mirror) passes the turn to the next. False when none answered.
    */
-  private async pollHeads (): Promise<void> {
+  private async pollHeads (): Promise<boolean> {
     const channels = this.d.cfg.channels
     const sources: Array<{ name: string, seed?: Multiaddr, heads: () => Promise<{ heads: Map<string, Uint8Array>, root?: number }> }> = [
       ...this.seeds.map(seed => ({ name: seed.toString(), seed, heads: async () => await this.d.announce.fetchHeadsAndRoot(seed, channels, this.soft.signal) })),
       ...this.origins.map(o => ({ name: o.base, heads: async () => ({ heads: await o.heads(channels, this.soft.signal) }) }))
     ]
     const start = this.pollTurn++ % Math.max(1, sources.length)
+    let reached = sources.length === 0
     for (const src of [...sources.slice(start), ...sources.slice(0, start)]) {
       let heads: Map<string, Uint8Array>
       try {
@@ -403,8 +408,10 @@ export class Endpoint {
           this.d.log.warn({ err, channel, source: src.name }, 'channel head refused')
         }
       }
-      if (good === channels.length) return
+      reached = true
+      if (good === channels.length) return true
     }
+    return reached
   }
 
   /** With a site label, the seed's directory introduces the label mates mDNS cannot see. */
@@ -690,6 +697,7 @@ export class Endpoint {
       wan: this.wan,
       bucket: this.d.bucket,
       wanRate: this.d.cfg.wanRate,
+      ...(this.wanReached ? {} : { wanGraceMs: 0 }),
       weight: ownershipWeight(this.d.host),
       scores: this.scores,
       soft: AbortSignal.any([this.soft.signal, this.halt.signal]),

@@ -44,6 +44,17 @@ export const PLAN_EVERY_MS = 15
  * on each one made a peer of a 200-peer site plan ~450 times a second (bench/scale.ts, docs/scale.md).
  */
 export const HAVE_REPLAN_MS = 50
+/**
+ * A WAN request that fails is planned again after a pause (WAN_RETRY_MS doubling, at most
+ * WAN_RETRY_MAX_MS); the WAN counts as down only after failures with no blob from it for
+ * WAN_DOWN_MS. Failing the whole fetch at the first error (a request timing out, a stream reset
+ * by a loaded seed) made the endpoint leave the race for the rest of the pass: its site peers took
+ * its chunks over after their stall timeout and fetched them again (v1 at 10 endpoints per site:
+ * 1.88 × the release from the seed, docs/bench-swarm.md).
+ */
+export const WAN_RETRY_MS = 250
+export const WAN_RETRY_MAX_MS = 2_000
+export const WAN_DOWN_MS = 10_000
 
 export interface FetchProgress { blobs: number, blobsTotal: number, bytes: number, bytesTotal: number }
 
@@ -61,6 +72,11 @@ export interface ReleaseFetchOptions {
   bucket: TokenBucket
   /** The site's WAN budget (bytes/s, 0 = unlimited), shared among the peers fetching from the WAN. */
   wanRate: number
+  /**
+   * WAN failures with no blob from the WAN for this long mean it is down (default WAN_DOWN_MS);
+   * 0 when no seed or origin answered the pass's head poll: the first failure then ends the WAN part.
+   */
+  wanGraceMs?: number
   weight: number
   scores: PeerScores
   /** Stop starting requests (aborted at stop/pause); `hard` cuts requests in flight. */
@@ -117,6 +133,11 @@ export class ReleaseFetch {
    * peer in a loop (and from the WAN it would pass for the seed being away).
    */
   private localFailure: Error | undefined
+  /** Last blob from the WAN (or the start); WAN failures in a row since; no WAN request before `wanHoldUntil`. */
+  private wanOkAt = Date.now()
+  private wanFailures = 0
+  private wanHoldUntil = 0
+  private wanHoldTimer: NodeJS.Timeout | undefined
 
   constructor (private readonly o: ReleaseFetchOptions) {
     this.table = distinctChunks(o.chunks)
@@ -218,6 +239,8 @@ export class ReleaseFetch {
         if (this.wanDown !== undefined) {
           for (const index of plan.wan) this.scheduler.requestFailed(index, WAN)
           if (plan.lan.length === 0 && this.running.size === 0) throw this.wanDown
+        } else if (Date.now() < this.wanHoldUntil) {
+          for (const index of plan.wan) this.scheduler.requestFailed(index, WAN) // planned again once the pause is over
         } else {
           for (const index of plan.wan) this.start(index, WAN)
         }
@@ -231,6 +254,7 @@ export class ReleaseFetch {
       }
     } finally {
       clearInterval(tick)
+      clearTimeout(this.wanHoldTimer)
       clearTimeout(this.haveKick)
       this.haveKick = undefined
       // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
@@ -265,6 +289,7 @@ export class ReleaseFetch {
           this.localFailure ??= err instanceof Error ? err : new Error(String(err))
           return
         }
+        if (from === WAN) { this.wanOkAt = Date.now(); this.wanFailures = 0 }
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
         this.o.site?.have(this.o.release, index)
@@ -280,12 +305,8 @@ export class ReleaseFetch {
         this.scheduler.requestFailed(index, from)
         if (ctl.signal.aborted || this.o.hard.aborted) return // cancelled: a duplicate landed, or stopping
         if (from === WAN) {
-          if (this.o.soft.aborted) return
-          if (this.wanDown === undefined) {
-            this.wanDown = err instanceof Error ? err : new Error(String(err))
-            // the other WAN requests would each wait for the bucket only to fail the same way
-            for (const [k, c] of this.running) if (k.endsWith(`:${WAN}`)) c.abort()
-          }
+          if (this.o.soft.aborted || this.wanDown !== undefined) return
+          this.wanFailed(err)
           return
         }
         // A lie (bytes that fail the cid, more than the signed size: PeerProtocolError) costs a
@@ -307,6 +328,24 @@ export class ReleaseFetch {
         this.kick()
       })
     this.settling.add(done)
+  }
+
+  // Every WAN source failed this blob: pause the WAN requests (the failures of one dead stream
+  // arrive together and count once), or give the WAN up when nothing came from it for WAN_DOWN_MS.
+  private wanFailed (err: unknown): void {
+    const now = Date.now()
+    if (now < this.wanHoldUntil) return
+    if (now - this.wanOkAt >= (this.o.wanGraceMs ?? WAN_DOWN_MS)) {
+      this.wanDown = err instanceof Error ? err : new Error(String(err))
+      // the other WAN requests would each wait for the bucket only to fail the same way
+      for (const [k, c] of this.running) if (k.endsWith(`:${WAN}`)) c.abort()
+      return
+    }
+    const pause = Math.min(WAN_RETRY_MAX_MS, WAN_RETRY_MS * 2 ** this.wanFailures++) * (1 + Math.random()) / 2 + WAN_RETRY_MS / 2
+    this.wanHoldUntil = now + pause
+    this.o.log?.('WAN fetch failed; WAN requests resume after a pause', { pauseMs: Math.round(pause), err })
+    clearTimeout(this.wanHoldTimer)
+    this.wanHoldTimer = setTimeout(() => { this.kick() }, pause + 1)
   }
 
   private async fetchOne (c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process'
 import * as tar from 'tar'
 import { shoal } from '../helpers/cli.js'
 import { prng, snapshot, textLike } from '../helpers/tree.js'
+import { decodeManifest } from '../../src/core/manifest.js'
 
 let dir: string
 const keys = (): string => join(dir, 'keys')
@@ -144,9 +145,9 @@ describe('shoal publish / verify / extract', () => {
   it('detects a corrupted blob during extract', async () => {
     const repo2 = join(dir, 'repo-corrupt')
     await cp(repo(), repo2, { recursive: true })
-    const { execFileSync: run } = await import('node:child_process')
-    const blobs = run('find', [join(repo2, 'blobs'), '-type', 'f'], { encoding: 'utf8' }).trim().split('\n')
-    const victim = blobs[0] as string
+    // a blob of this manifest (the repo holds other releases' and delta blobs too, which extract never reads)
+    const cid = decodeManifest(await readFile(join(repo2, 'manifests', 'hello', '1.0.0.json'))).signed.chunks[0]!.cid
+    const victim = join(repo2, 'blobs', cid.slice(0, 2), cid.slice(2))
     const b = await readFile(victim)
     b[b.length - 1] = (b[b.length - 1] as number) ^ 1
     await writeFile(victim, b)

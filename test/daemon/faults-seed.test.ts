@@ -97,6 +97,40 @@ describe('faults: the seed goes down mid-rollout', () => {
   }, 180_000)
 })
 
+describe('faults: the seed restarts mid-download', () => {
+  it('a seed away for a moment costs no failed pass: the download waits, resumes, and fetches nothing twice', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'shoal-faults-seed-'))
+    const fleet = await startProcFleet(d)
+    try {
+      const eps: Proc[] = []
+      for (let i = 1; i <= 2; i++) eps.push(await endpointProc(fleet, `r${i}`, { site: 'lab', wanRate: 400_000, pollInterval: POLL }))
+      for (const e of eps) e.start()
+      for (const e of eps) await waitPeerId(e)
+      await until(async () => (await Promise.all(eps.map(async e => (await e.status()) as unknown as { siteMembers: number }))).every(s => s?.siteMembers === 1), 30_000, 'the site members to meet')
+      const src = await makeTree(join(d, 'v1'), 2, { binaryBytes: 2_200_000, textBytes: 200_000 })
+      const blobs = await manifestBlobs(await publishProc(fleet, src, '1.0.0'))
+      const total = [...blobs.values()].reduce((a, b) => a + b, 0)
+      const held = async (): Promise<number[]> => await Promise.all(eps.map(async e => (await e.pkg())?.progress?.blobs ?? 0))
+      await until(async () => (await held()).every(n => n >= blobs.size * 0.1), 30_000, 'part of the release on every endpoint')
+      await fleet.seed.kill9()
+      const atKill = await held()
+      fleet.seed.start()
+      await waitPeerId(fleet.seed)
+      await until(async () => (await Promise.all(eps.map(async e => (await e.pkg())?.installed))).every(v => v === '1.0.0'), 60_000, 'every endpoint to finish')
+      const want = await snapshot(src)
+      for (const e of eps) expect(await snapshot(join(d, e.name, 'apps', 'app', 'current'))).toEqual(want)
+      // One pass each: before, the first failed blob request ended the pass ('release not installed yet').
+      for (const e of eps) expect(logTimes(e, 'release not installed yet'), `${e.name} failed a pass`).toEqual([])
+      const wan = (await Promise.all(eps.map(async e => (await e.status())?.bytes.seed ?? 0))).reduce((a, b) => a + b, 0)
+      expect(wan).toBe(total)
+      console.log(`seed restart mid-download: ${blobs.size} blobs; held at the kill ${atKill.join('/')}; WAN bytes ${wan} = ${(wan / total).toFixed(2)}x the release, no failed pass`)
+    } finally {
+      for (const p of fleet.procs) await p.kill9()
+      if (process.env.SHOAL_FAULT_KEEP === undefined) await rm(d, { recursive: true, force: true, maxRetries: 5 })
+    }
+  }, 120_000)
+})
+
 describe('retryDelay', () => {
   it('doubles from 1 s, stays within the poll interval, and is drawn in the upper half', () => {
     expect([0, 1, 2, 3].map(a => retryDelay(a, 60_000, 1))).toEqual([1_000, 2_000, 4_000, 8_000])
