@@ -66,6 +66,8 @@ export interface SiteResult {
   /** Chunks asked of the seed more than once by this site, and the extra requests. */
   duplicatedChunks: number
   extraWanRequests: number
+  /** WAN requests cancelled before their transfer began (a peer joined and took the chunk over). */
+  wanCancelled: number
   lanBytes: number
   lanTimeouts: number
   /** WAN responses that took longer than the blobs request timeout (60 s) to complete after the request. */
@@ -256,7 +258,15 @@ export function simulateSite (site: SiteSpec, release: Release): SiteResult {
     const epoch = from.epoch
     post(now + lanL, to, () => {
       if (!from.present || from.epoch !== epoch) return
-      if (to.doneAt < 0) to.sched!.peerJoined(from.id, from.spec.weight, snapshot)
+      if (to.doneAt < 0) {
+        // ReleaseFetch.onHave cancels the WAN requests the newcomer takes over
+        // (those whose transfer has not begun: the uplink is a FIFO, `start` is when a blob's bytes begin)
+        const queued = (i: number): boolean => { const r = to.running.get(`${i}:${WAN}`); return r === undefined || r.start > now }
+        for (const c of to.sched!.peerJoined(from.id, from.spec.weight, snapshot, undefined, queued)) {
+          const r = to.running.get(`${c.index}:${c.peer}`)
+          if (r !== undefined) kill(r)
+        }
+      }
       if (to.known.get(from) !== epoch) {
         to.known.set(from, epoch)
         hello(to, from) // a new member: it gets my map too
@@ -314,7 +324,6 @@ export function simulateSite (site: SiteSpec, release: Release): SiteResult {
     seedBytes[s2] = (seedBytes[s2] ?? 0) + size
     const r: Req = { ep: e, index, from: WAN, src: undefined, srcEpoch: 0, sentAt: now, start, finish, deadAt: -1, landed: false }
     wanReqs.push(r)
-    wanAsked[index]!++
     e.running.set(`${index}:${WAN}`, r)
     post(finish, e, () => { land(r) })
   }
@@ -444,7 +453,11 @@ export function simulateSite (site: SiteSpec, release: Release): SiteResult {
   let wanBytes = 0
   let maxWanLatencyMs = 0
   let wanSlowerThanTimeout = 0
+  let wanCancelled = 0
   for (const r of wanReqs) {
+    // a request cancelled before its transfer began cost the seed a request, not a byte
+    if (r.deadAt >= 0 && r.deadAt <= r.start) wanCancelled++
+    else wanAsked[r.index]!++
     const size = sizes[r.index]!
     const end = r.deadAt >= 0 ? Math.min(r.deadAt, r.finish) : r.finish
     wanBytes += r.finish > r.start ? size * Math.min(1, Math.max(0, (end - r.start) / (r.finish - r.start))) : size
@@ -468,6 +481,7 @@ export function simulateSite (site: SiteSpec, release: Release): SiteResult {
     wanRequests: wanReqs.length,
     duplicatedChunks,
     extraWanRequests,
+    wanCancelled,
     lanBytes,
     lanTimeouts,
     wanSlowerThanTimeout,

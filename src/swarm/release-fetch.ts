@@ -138,6 +138,8 @@ export class ReleaseFetch {
   private wanFailures = 0
   private wanHoldUntil = 0
   private wanHoldTimer: NodeJS.Timeout | undefined
+  /** WAN requests whose blob is arriving: a join does not cancel those (their bytes are on the way). */
+  private readonly wanArriving = new Set<number>()
 
   constructor (private readonly o: ReleaseFetchOptions) {
     this.table = distinctChunks(o.chunks)
@@ -164,7 +166,10 @@ export class ReleaseFetch {
       if (indices === 'all') {
         const bits = m.haves.get(this.o.release)
         const want = m.wants.get(this.o.release)
-        if (bits !== undefined) this.scheduler.peerJoined(m.id, m.weight, HaveMap.decode(bits, this.table.length), want !== undefined ? HaveMap.decode(want, this.table.length) : undefined)
+        if (bits !== undefined) {
+          const have = HaveMap.decode(bits, this.table.length)
+          this.cancel(this.scheduler.peerJoined(m.id, m.weight, have, want !== undefined ? HaveMap.decode(want, this.table.length) : undefined, i => !this.wanArriving.has(i)))
+        }
       } else {
         this.scheduler.peerHave(m.id, indices)
       }
@@ -278,7 +283,7 @@ export class ReleaseFetch {
     if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
     const c = this.table[index] as ChunkRef
     const cid = cidFromHex(c.cid)
-    const done: Promise<void> = this.fetchOne(c, cid, from, ctl.signal)
+    const done: Promise<void> = this.fetchOne(index, c, cid, from, ctl.signal)
       .then(async ({ blob, source }) => {
         try {
           // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
@@ -348,10 +353,14 @@ export class ReleaseFetch {
     this.wanHoldTimer = setTimeout(() => { this.kick() }, pause + 1)
   }
 
-  private async fetchOne (c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
+  private async fetchOne (index: number, c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
     if (from === WAN) {
-      const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft)
-      return { blob, source: source.kind }
+      try {
+        const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft, () => this.wanArriving.add(index))
+        return { blob, source: source.kind }
+      } finally {
+        this.wanArriving.delete(index)
+      }
     }
     return { blob: await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal), source: from }
   }

@@ -324,6 +324,30 @@ describe('Scheduler in a simulated site', () => {
   })
 })
 
+describe('Scheduler when peers join during a fetch', () => {
+  it('hands a newcomer the WAN requests in flight that it now owns or holds, and only those', () => {
+    const table = cids(64)
+    const s = new Scheduler({ self: 'first', weight: 40, cids: table, wanInFlight: 64 })
+    const asked = s.plan().wan // alone: owns everything
+    expect(asked.length).toBe(64)
+    const holds = new HaveMap(64)
+    holds.set(asked[0]!)
+    const dropped = s.peerJoined('late', 40, holds)
+    const everyone = [{ id: 'first', weight: 40 }, { id: 'late', weight: 40 }]
+    const nowTheirs = asked.filter(i => i === asked[0] || ownerOf(table[i]!, everyone)?.id === 'late')
+    expect(dropped.every(r => r.peer === WAN)).toBe(true)
+    expect(dropped.map(r => r.index).sort((a, b) => a - b)).toEqual(nowTheirs.sort((a, b) => a - b))
+    expect(nowTheirs.length).toBeGreaterThan(16) // about half
+    // what I still fetch is mine; nothing dropped is asked of the WAN again by me
+    const again = s.plan()
+    expect(again.wan).toEqual([])
+    expect(s.inFlight().filter(r => r.peer === WAN).map(r => r.index).every(i => ownerOf(table[i]!, everyone)?.id === 'first')).toBe(true)
+    expect(again.lan).toEqual([{ index: asked[0], peer: 'late' }])
+    // the same hello again (a periodic resync) drops nothing more
+    expect(s.peerJoined('late', 40, holds)).toEqual([])
+  })
+})
+
 describe('Scheduler decisions', () => {
   it('asks for the rarest chunks first', () => {
     const n = 100
