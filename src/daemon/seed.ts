@@ -241,8 +241,9 @@ export class Seed {
     this.d.metrics.blobsReceived.inc({ source: 'publisher' }, fetched)
     // the index first: once the manifest is here, every blob it lists is indexed
     await this.d.db.blobIndex.add(release, [...new Set(chunks.map(c => c.cid))])
-    await this.d.db.manifests.put(id, bytes)
+    // the patches before the manifest: a patched reply is decided (and cached) when the manifest is first asked for
     const kept = await this.keepPatches(id, bytes, patches)
+    await this.d.db.manifests.put(id, bytes)
     let headSeq = (await this.currentHead(b.channel))?.seq ?? 0
     if (!already) {
       headSeq = await this.updateHead(b.channel, packages => {
