@@ -122,6 +122,26 @@ export function checkPayloadPatch (patch: Uint8Array): void {
   if (patch[0] !== PATCH_FORMAT) throw new ManifestPatchError(`unknown patch format 0x${(patch[0] ?? 0).toString(16)}`)
 }
 
+/** A sealed patch as sent or kept with the manifest it leads to: `base` is the manifest it starts from. */
+export interface PatchFor { base: string, bytes: Uint8Array }
+
+/**
+ * Patches on the wire (a publish commit, a `manifest-patches` reply): distinct base ids, one part
+ * each, every part framed as a patch; anything else is DecodeError for `what`.
+ */
+export function decodePatchList (bases: readonly string[], parts: readonly Uint8Array[], what: string): PatchFor[] {
+  if (new Set(bases).size !== bases.length || parts.length !== bases.length) throw new DecodeError(what, 'patches must name distinct bases, one per part')
+  return bases.map((base, i) => {
+    const bytes = parts[i] as Uint8Array
+    try {
+      checkPayloadPatch(bytes)
+    } catch (err) {
+      throw new DecodeError(what, `patch ${i + 1}: ${(err as Error).message}`, { cause: err })
+    }
+    return { base, bytes }
+  })
+}
+
 /** The delta a sealed patch holds: ManifestPatchError unless it opens for exactly this base, target, package and channel. */
 export function openPayloadPatch (patch: Uint8Array, o: PatchBinding): Uint8Array {
   checkPayloadPatch(patch)

@@ -8,7 +8,9 @@ import { DecodeError, ShoalError, quoteValue } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
 import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
 import { encodeManifestDelta, isManifestDeltaBase, ManifestDeltaError, rebuildManifest } from '../core/manifest-delta.js'
-import { applyPayloadPatch, buildPayloadPatch, checkPayloadPatch, encodeStrippedDelta, ManifestPatchError } from '../core/manifest-patch.js'
+import {
+  applyPayloadPatch, buildPayloadPatch, checkPayloadPatch, decodePatchList, encodeStrippedDelta, ManifestPatchError, MAX_PATCHES_PER_RELEASE, type PatchFor
+} from '../core/manifest-patch.js'
 import { HEX64 } from '../core/signed.js'
 import { ANNOUNCE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
@@ -165,6 +167,19 @@ export class Announce {
       this.opts.onRecord?.(r.record, peer)
       return encodeControl({ ok: true })
     }
+    if (r.op === 'manifest-patches') {
+      const bases: string[] = []
+      const parts: Uint8Array[] = []
+      let total = 0
+      // keys are `<target>:<base>`; ';' is the character after ':', so this range is exactly the target's
+      for await (const [k, v] of this.db.manifestPatches.entries({ gte: `${r.id}:`, lt: `${r.id};`, limit: MAX_PATCHES_PER_RELEASE })) {
+        if (total + v.length > MAX_MANIFEST_BYTES) break
+        bases.push(k.slice(r.id.length + 1))
+        parts.push(v)
+        total += v.length
+      }
+      return encodeControl({ bases }, parts)
+    }
     if (r.op === 'root') {
       const bytes = await this.opts.root?.(r.version) ?? null
       if (bytes === null) throw new NotFoundError(`root version ${r.version}`)
@@ -272,6 +287,15 @@ export class Announce {
     }
   }
 
+  /**
+   * The payload patches `peer` holds to manifest `id`, by base (seeds copy them from peer seeds:
+   * they cannot make or open one). Unverified: they only ever serve as patches, which the
+   * endpoint checks; an older peer refuses the operation (`ERR_NOT_FOUND`).
+   */
+  async fetchManifestPatches (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<PatchFor[]> {
+    return decodeManifestPatchesReply(await this.call(peer, encodeControl({ op: 'manifest-patches', id }), signal))
+  }
+
   /** The root of `version` from `peer` (unverified: the caller walks the chain), NotFound-coded RpcRemoteError when it holds none. */
   async fetchRoot (peer: PeerId | Multiaddr, version: number, signal?: AbortSignal): Promise<Uint8Array> {
     const bytes = decodeControl(await this.call(peer, encodeControl({ op: 'root', version }), signal), 'announce root reply').parts[0]
@@ -333,6 +357,7 @@ export class Announce {
 export type AnnounceRequest =
   | { op: 'heads', channels: string[] }
   | { op: 'manifest', id: string, base?: string, patch?: true }
+  | { op: 'manifest-patches', id: string }
   | { op: 'push', channel: string, head: Uint8Array }
   | { op: 'site', site: string, addrs: string[] }
   | { op: 'records', packages: string[] }
@@ -351,6 +376,7 @@ export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
     // `patch` is asked only beside a base; anything but true is no patch (an older caller's absence)
     return header.patch === true ? { op, id, base, patch: true } : { op, id, base }
   }
+  if (op === 'manifest-patches') return { op, id: headerString(header, 'id', what, HEX64) }
   if (op === 'push') {
     const channel = headerString(header, 'channel', what, PACKAGE_NAME)
     const head = parts[0]
@@ -411,6 +437,13 @@ export function decodeManifestReply (res: Uint8Array, id: string): { bytes: Uint
     throw new DecodeError(what, (err as Error).message, { cause: err })
   }
   return { bytes, delta, patch }
+}
+
+/** A `manifest-patches` reply: at most MAX_PATCHES_PER_RELEASE patches by distinct base, each one's framing checked. */
+export function decodeManifestPatchesReply (res: Uint8Array): PatchFor[] {
+  const what = 'announce manifest-patches reply'
+  const { header, parts } = decodeControl(res, what)
+  return decodePatchList(headerStrings(header, 'bases', what, MAX_PATCHES_PER_RELEASE, HEX64), parts, what)
 }
 
 /** Label mates from a directory reply; malformed entries are skipped, at most MAX_DIRECTORY_PEERS of MAX_ADDRS addresses each. */

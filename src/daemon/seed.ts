@@ -4,12 +4,12 @@
 // lists (pulled from the publisher over /shoal/blobs/1, each checked against its cid).
 import { setMaxListeners } from 'node:events'
 import type { PeerId } from '@libp2p/interface'
-import { DecodeError, ShoalError, quoteValue } from '../core/errors.js'
+import { ShoalError, quoteValue } from '../core/errors.js'
 import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry, type SignedHead } from '../core/head.js'
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
-import { checkPayloadPatch, MAX_PATCHES_PER_RELEASE } from '../core/manifest-patch.js'
+import { decodePatchList, MAX_PATCHES_PER_RELEASE, type PatchFor } from '../core/manifest-patch.js'
 import { cidFromHex } from '../core/seal.js'
 import { HEX64, RollbackError, verifyThreshold } from '../core/signed.js'
 import type { BlobClient } from '../net/blobs.js'
@@ -43,7 +43,7 @@ export class PublishRefusedError extends ShoalError {
 }
 
 /** A sealed payload patch uploaded with a release: it takes the manifest `base` to the one committed. */
-export interface UploadedPatch { base: string, bytes: Uint8Array }
+export type UploadedPatch = PatchFor
 
 export type PublishRequest =
   | { op: 'record-seq', package: string }
@@ -64,17 +64,7 @@ export function decodePublishRequest (req: Uint8Array): PublishRequest {
   if (op !== 'commit') return { op, bytes }
   if (header.patches === undefined) return { op, bytes, patches: [] }
   // Payload patches (docs/protocol.md §6.6): one per base, after the manifest, framing checked here.
-  const bases = headerStrings(header, 'patches', what, MAX_PATCHES_PER_RELEASE, HEX64)
-  if (new Set(bases).size !== bases.length || parts.length !== 1 + bases.length) throw new DecodeError(what, '"patches" must name distinct bases, one per part after the manifest')
-  const patches = bases.map((base, i) => {
-    const p = parts[1 + i] as Uint8Array
-    try {
-      checkPayloadPatch(p)
-    } catch (err) {
-      throw new DecodeError(what, `patch ${i + 1}: ${(err as Error).message}`, { cause: err })
-    }
-    return { base, bytes: p }
-  })
+  const patches = decodePatchList(headerStrings(header, 'patches', what, MAX_PATCHES_PER_RELEASE, HEX64), parts.slice(1), what)
   return { op, bytes, patches }
 }
 
@@ -263,7 +253,7 @@ export class Seed {
    * patched reply needs its bytes) and smaller than the manifest. The seed cannot open them (no
    * content key); a wrong one only ever costs an endpoint a second request.
    */
-  private async keepPatches (id: string, bytes: Uint8Array, patches: UploadedPatch[]): Promise<number> {
+  async keepPatches (id: string, bytes: Uint8Array, patches: UploadedPatch[]): Promise<number> {
     let kept = 0
     for (const p of patches) {
       if (p.base === id || p.bytes.length >= bytes.length || (await this.d.db.manifests.get(p.base)) === null) continue

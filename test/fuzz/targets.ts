@@ -27,7 +27,7 @@ import { decodeRpcReply, decodeRpcRequest } from '../../src/net/rpc.js'
 import { decodeAdmitNonce, decodeAdmitProof, decodeAdmitReply, ADMIT_MAX_FRAME } from '../../src/net/admission.js'
 import { HaveMap, encodeIncrement, decodeIncrement } from '../../src/swarm/have-map.js'
 import { decodeHello, decodeHaveRequest } from '../../src/swarm/site.js'
-import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestReply, decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestPatchesReply, decodeManifestReply, decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
 import { decodePublishRequest } from '../../src/daemon/seed.js'
 import { decodeReport, encodeReport, type Report } from '../../src/fleet/report.js'
 import { decodeQuery } from '../../src/fleet/service.js'
@@ -245,15 +245,17 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
       encodeControl({ op: 'push', channel: 'stable' }, [enc.encode('{"signed":{}}')]), encodeControl({ op: 'site', site: 'office', addrs: ['/ip4/127.0.0.1/tcp/1'] }),
       encodeControl({ op: 'root', version: 2 }), encodeControl({ op: 'manifest', id: hex('a'), base: hex('b'), patch: true }),
       encodeControl({ delta: hex('b'), patch: true }, [enc.encode('SDLT'), Uint8Array.from([0x50, ...new Uint8Array(60)])]),
+      encodeControl({ op: 'manifest-patches', id: hex('a') }), encodeControl({ bases: [hex('b'), hex('c')] }, [Uint8Array.from([0x50, ...new Uint8Array(60)]), Uint8Array.from([0x50, ...new Uint8Array(70)])]),
       encodeControl({ channels: ['stable', 'beta'] }, [enc.encode('{"a":1}'), enc.encode('{"b":2}')]), encodeControl({}, [enc.encode('{"m":1}')]),
       encodeControl({ peers: [{ id: peerId, addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
     ],
     // the length picks the decoder, so mutations carry every seed to every decoder
     decode: (input) => {
-      switch (input.byteLength % 4) {
+      switch (input.byteLength % 5) {
         case 0: return decodeAnnounceRequest(input)
         case 1: return decodeHeadsReply(input, ['stable', 'beta'])
         case 2: return decodeManifestReply(input, hex('a'))
+        case 3: return decodeManifestPatchesReply(input)
         default: return decodeSiteReply(input)
       }
     }
