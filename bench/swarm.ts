@@ -118,7 +118,7 @@ export type BenchSwarmResult = Array<SwarmRow | SwarmFailure> | { skipped: strin
 
 interface RunResult { code: number, stdout: string, stderr: string }
 interface ProcHandle { pid: number, logFile: string, exitCode: number | null, tail: (lines?: number) => string }
-interface DaemonStatus { peerId: string, siteMembers?: number, packages: Array<{ name: string, installed: string | null }>, bytes: { seed: number, lan: number }, manifests?: { seed: number, lan: number, deltas: number } }
+interface DaemonStatus { peerId: string, siteMembers?: number, packages: Array<{ name: string, installed: string | null }>, bytes: { seed: number, lan: number }, manifests?: { seed: number, lan: number, deltas: number, patches?: number } }
 interface ShoalDaemon { name: string, ns: string, proc: ProcHandle, status: () => Promise<DaemonStatus>, multiaddr: () => Promise<string> }
 interface Testbed {
   prefix: string
@@ -263,10 +263,9 @@ async function pushMain (argv: string[]): Promise<void> {
   const keys = await loadPublisherKeys(keysDir)
   const s = await SeedSession.open({ seed: val('--push'), networkKey: keys.fleet.networkKey, privateKey: await loadOrCreatePeerKey(keysDir), blobs: await BlobStore.open(val('--repo')) })
   try {
-    const m = await readFile(val('--manifest'))
-    const offer = await s.offer(m)
-    const commit = await s.commit(m)
-    process.stdout.write(JSON.stringify({ ...commit, missingBefore: offer.missing }) + '\n')
+    const { RepoLayout } = await import('../src/store/repo.js')
+    const r = await s.publish(await readFile(val('--manifest')), { contentKey: keys.fleet.contentKey, repo: await RepoLayout.open(val('--repo')) })
+    process.stdout.write(JSON.stringify({ ...r.commit, missingBefore: r.offer.missing, payloadPatches: r.patches }) + '\n')
   } finally {
     await s.close()
   }
@@ -442,7 +441,7 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       const t99 = crossing(wanSamples, 0.99 * down) ?? tEnd
       const manifestBytes = r.pub.manifestBytes
       // Daemons before the manifest counters report none: then assume one full copy per endpoint, as they fetched.
-      const mf = (sts: DaemonStatus[], k: 'seed' | 'lan' | 'deltas'): number => sts.reduce((n, st) => n + (st.manifests?.[k] ?? 0), 0)
+      const mf = (sts: DaemonStatus[], k: 'seed' | 'lan' | 'deltas' | 'patches'): number => sts.reduce((n, st) => n + (st.manifests?.[k] ?? 0), 0)
       const counted = st1[0]?.manifests !== undefined
       const manifestSeed = counted ? mf(st1, 'seed') - mf(st0, 'seed') : N * manifestBytes
       const downloaded = watches.map(w => w.find('release downloaded', key)?.time ?? tEnd)
@@ -457,7 +456,8 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
         manifest_MB: manifestBytes / 1e6,
         manifest_seed_MB: manifestSeed / 1e6,
         manifest_lan_MB: counted ? (mf(st1, 'lan') - mf(st0, 'lan')) / 1e6 : 0,
-        manifest_deltas: counted ? mf(st1, 'deltas') - mf(st0, 'deltas') : 0,
+        // rebuilt from a plain delta or a payload patch (docs/protocol.md §6.5)
+        manifest_deltas: counted ? mf(st1, 'deltas') - mf(st0, 'deltas') + mf(st1, 'patches') - mf(st0, 'patches') : 0,
         uplink_less_manifests_ratio: (down - manifestSeed) / newBlobBytes,
         seed_ratio: seedBytes / newBlobBytes,
         lan_ratio: lanBytes / newBlobBytes,

@@ -180,14 +180,12 @@ With --to, the publisher's PeerId (\`shoal keys peer-id --keys <dir>\`) must be 
             ? null
             : await writeRepoHead({ repoDir, channel: o.channel, onlineKey: keys.onlineKey, root: keys.root, lifetimeMs: headLifetime, manifestBytes: await readFile(res.manifestPath) })
         }
-        let pushed: { offer: OfferResult, commit: CommitResult } | undefined
+        let pushed: { offer: OfferResult, commit: CommitResult, patches: number } | undefined
         if (session !== undefined) {
-          const manifest = await readFile(res.manifestPath)
-          const offer = await session.offer(manifest)
-          pushed = { offer, commit: await session.commit(manifest) }
+          pushed = await session.publish(await readFile(res.manifestPath), { contentKey: keys.fleet.contentKey, repo: await RepoLayout.open(repoDir) })
         }
         const withHead = head === undefined ? res : { ...res, head }
-        if (o.json === true) printJson(pushed === undefined ? withHead : { ...withHead, seed: { to: o.to, ...pushed.commit, missingBefore: pushed.offer.missing } })
+        if (o.json === true) printJson(pushed === undefined ? withHead : { ...withHead, seed: { to: o.to, ...pushed.commit, missingBefore: pushed.offer.missing, payloadPatches: pushed.patches } })
         else {
           process.stdout.write(tempRepo === undefined ? formatPublish(res) : formatPublish(res).replace(/\n {2}manifest .*\n$/, '\n'))
           if (head !== undefined) process.stdout.write(formatHead(head))

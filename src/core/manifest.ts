@@ -123,14 +123,55 @@ export function validateVersion (s: string): string {
 
 const utf8 = new TextEncoder()
 
-function payloadKey (contentKey: Uint8Array): Uint8Array {
+/** A key derived from the content key (§1.5.1); `info` keeps keys of different uses apart. */
+export function contentSubkey (contentKey: Uint8Array, info: string): Uint8Array {
   if (!(contentKey instanceof Uint8Array) || contentKey.length !== 32) throw new InvalidArgumentError('the content key must be 32 bytes')
-  return hkdf(sha256, contentKey, undefined, utf8.encode(PAYLOAD_KEY_INFO), 32)
+  return hkdf(sha256, contentKey, undefined, utf8.encode(info), 32)
+}
+
+function payloadKey (contentKey: Uint8Array): Uint8Array {
+  return contentSubkey(contentKey, PAYLOAD_KEY_INFO)
 }
 
 /** AAD: the payload opens only inside the release it was sealed for. */
 function payloadAad (b: { package: string, version: string, seq: number, channel: string }): Uint8Array {
   return canonicalBytes({ channel: b.channel, package: b.package, seq: b.seq, version: b.version })
+}
+
+/** AES-256-GCM of `plain` under `key`, `nonce` and `aad`: ciphertext ‖ tag. */
+export function sealGcm (key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: PAYLOAD_TAG_BYTES })
+  cipher.setAAD(aad)
+  return Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()])
+}
+
+/** The plaintext of ciphertext ‖ tag, or null when it does not open (wrong key, nonce or AAD, tampered). */
+export function openGcm (key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Buffer | null {
+  if (sealed.length < PAYLOAD_TAG_BYTES || nonce.length !== PAYLOAD_NONCE_BYTES) return null
+  try {
+    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: PAYLOAD_TAG_BYTES })
+    d.setAAD(aad)
+    d.setAuthTag(sealed.subarray(sealed.length - PAYLOAD_TAG_BYTES))
+    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - PAYLOAD_TAG_BYTES)), d.final()])
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The sealed payload's ciphertext ‖ tag for exactly these bytes, under the manifest's nonce: AES-GCM
+ * is deterministic given key, nonce, AAD and plaintext, so the plaintext a manifest was sealed from
+ * rebuilds its ciphertext byte for byte (src/core/manifest-patch.ts relies on it).
+ */
+export function sealPayloadBytes (b: { package: string, version: string, seq: number, channel: string }, nonce: Uint8Array, plain: Uint8Array, contentKey: Uint8Array): Buffer {
+  return sealGcm(payloadKey(contentKey), nonce, payloadAad(b), plain)
+}
+
+/** The sealed payload's plaintext bytes, exactly as sealed (not parsed): PayloadDecryptError when it does not open. */
+export function openPayloadBytes (m: SignedManifest, contentKey: Uint8Array): Buffer {
+  const plain = openGcm(payloadKey(contentKey), Buffer.from(m.signed.payload.nonce, 'base64'), payloadAad(m.signed), Buffer.from(m.signed.payload.ciphertext, 'base64'))
+  if (plain === null) throw new PayloadDecryptError(describe(m))
+  return plain
 }
 
 export function manifestId (bytes: Uint8Array): string {
@@ -170,9 +211,7 @@ export function buildManifest (o: {
   // that every endpoint would refuse.
   const payload = validatePayload(o.payload, chunks.length, 'manifest payload')
   const nonce = randomBytes(PAYLOAD_NONCE_BYTES)
-  const cipher = createCipheriv('aes-256-gcm', payloadKey(o.contentKey), nonce, { authTagLength: PAYLOAD_TAG_BYTES })
-  cipher.setAAD(payloadAad(o))
-  const ct = Buffer.concat([cipher.update(canonicalBytes(payload)), cipher.final(), cipher.getAuthTag()])
+  const ct = sealPayloadBytes(o, nonce, canonicalBytes(payload), o.contentKey)
   const body: ManifestBody = {
     _type: 'manifest',
     formatVersion: 1,
@@ -266,20 +305,7 @@ export function verifyManifest (m: SignedManifest, root: SignedRoot, now: Date, 
 /** Decrypts the sealed payload and validates every field of it (see validatePayload). */
 export function openPayload (m: SignedManifest, contentKey: Uint8Array): ManifestPayload {
   const what = describe(m)
-  const key = payloadKey(contentKey)
-  const ct = Buffer.from(m.signed.payload.ciphertext, 'base64')
-  const nonce = Buffer.from(m.signed.payload.nonce, 'base64')
-  if (ct.length < PAYLOAD_TAG_BYTES || nonce.length !== PAYLOAD_NONCE_BYTES) throw new PayloadDecryptError(what)
-  let plain: Buffer
-  try {
-    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: PAYLOAD_TAG_BYTES })
-    d.setAAD(payloadAad(m.signed))
-    d.setAuthTag(ct.subarray(ct.length - PAYLOAD_TAG_BYTES))
-    plain = Buffer.concat([d.update(ct.subarray(0, ct.length - PAYLOAD_TAG_BYTES)), d.final()])
-  } catch {
-    throw new PayloadDecryptError(what)
-  }
-  const { value } = parseJsonBytes(plain, `${what} payload`, MAX_MANIFEST_BYTES)
+  const { value } = parseJsonBytes(openPayloadBytes(m, contentKey), `${what} payload`, MAX_MANIFEST_BYTES)
   return validatePayload(value, m.signed.chunks.length, `${what} payload`)
 }
 

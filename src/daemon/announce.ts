@@ -8,6 +8,9 @@ import { DecodeError, ShoalError, quoteValue } from '../core/errors.js'
 import { MAX_HEAD_BYTES } from '../core/head.js'
 import { LABEL, MAX_MANIFEST_BYTES, PACKAGE_NAME } from '../core/manifest.js'
 import { encodeManifestDelta, isManifestDeltaBase, ManifestDeltaError, rebuildManifest } from '../core/manifest-delta.js'
+import {
+  applyPayloadPatch, buildPayloadPatch, checkPayloadPatch, decodePatchList, encodeStrippedDelta, ManifestPatchError, MAX_PATCHES_PER_RELEASE, type PatchFor
+} from '../core/manifest-patch.js'
 import { HEX64 } from '../core/signed.js'
 import { ANNOUNCE_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
@@ -65,13 +68,27 @@ const MANIFEST_DELTA_CACHE = 8
 /** A manifest as it crossed the wire: its bytes (rebuilt when a delta came), and what the reply cost. */
 export interface FetchedManifest {
   bytes: Uint8Array
-  /** Bytes of the manifest replies received (a refused delta and the full manifest after it both count). */
+  /** Bytes of the manifest replies received (a refused delta and what followed it all count). */
   wireBytes: number
-  /** 'delta': rebuilt from a delta; 'refused': a delta came but did not rebuild `id`, the full manifest followed. */
-  via: 'full' | 'delta' | 'refused'
-  /** Why a delta was refused (via = 'refused'). */
-  refusal?: ManifestDeltaError
+  /**
+   * 'patch': rebuilt from a stripped delta and a payload patch; 'delta': from a plain delta;
+   * 'refused': a delta or patch came but did not rebuild `id`, and what followed did.
+   */
+  via: 'full' | 'delta' | 'patch' | 'refused'
+  /** Why a delta or patch was refused (via = 'refused'). */
+  refusal?: ManifestDeltaError | ManifestPatchError
 }
+
+/** A payload patch held for (target, base): the key of `StateDb.manifestPatches`. */
+export function patchKey (target: string, base: string): string {
+  return `${target}:${base}`
+}
+
+/**
+ * Level of the patches a site member makes itself (it holds the content key and both manifests):
+ * made on demand while a member waits, so faster than the publisher's level 19.
+ */
+const MEMBER_PATCH_LEVEL = 9
 
 /** A manifest the caller holds, offered as the base of a delta (the one installed, or the latest held). */
 export interface ManifestBase { id: string, bytes: Uint8Array }
@@ -80,11 +97,25 @@ export class Announce {
   private unhandle: (() => Promise<void>) | undefined
   /** In flight or done, so that concurrent askers share one encode; null: no delta worth sending. */
   private readonly deltas = new Map<string, Promise<Uint8Array | null>>()
+  private readonly patched = new Map<string, Promise<Uint8Array[] | null>>()
 
   constructor (
     private readonly node: ShoalNode,
     private readonly db: StateDb,
-    private readonly opts: { onPush?: PushListener, directory?: Directory, onRecord?: RecordListener, records?: RecordSource, root?: RootSource, rootVersion?: () => number } = {}
+    private readonly opts: {
+      onPush?: PushListener
+      directory?: Directory
+      onRecord?: RecordListener
+      records?: RecordSource
+      root?: RootSource
+      rootVersion?: () => number
+      /**
+       * Endpoints: the content key, so this daemon asks for and opens payload patches, and makes
+       * them for peers from the manifests it holds. Seeds have none: they serve the patches
+       * publishers uploaded, and take plain deltas themselves.
+       */
+      contentKey?: Uint8Array
+    } = {}
   ) {}
 
   async start (): Promise<void> {
@@ -115,7 +146,10 @@ export class Announce {
     if (r.op === 'manifest') {
       const bytes = await this.db.manifests.get(r.id)
       if (bytes === null) throw new NotFoundError(`manifest ${r.id}`)
-      const delta = r.base !== undefined && r.base !== r.id ? await this.manifestDelta(r.id, bytes, r.base) : null
+      if (r.base === undefined || r.base === r.id) return encodeControl({}, [bytes])
+      const patched = r.patch === true ? await this.patchedDelta(r.id, bytes, r.base) : null
+      if (patched !== null) return encodeControl({ delta: r.base, patch: true }, patched)
+      const delta = await this.manifestDelta(r.id, bytes, r.base)
       return delta !== null ? encodeControl({ delta: r.base }, [delta]) : encodeControl({}, [bytes])
     }
     if (r.op === 'push') {
@@ -133,6 +167,19 @@ export class Announce {
       this.opts.onRecord?.(r.record, peer)
       return encodeControl({ ok: true })
     }
+    if (r.op === 'manifest-patches') {
+      const bases: string[] = []
+      const parts: Uint8Array[] = []
+      let total = 0
+      // keys are `<target>:<base>`; ';' is the character after ':', so this range is exactly the target's
+      for await (const [k, v] of this.db.manifestPatches.entries({ gte: `${r.id}:`, lt: `${r.id};`, limit: MAX_PATCHES_PER_RELEASE })) {
+        if (total + v.length > MAX_MANIFEST_BYTES) break
+        bases.push(k.slice(r.id.length + 1))
+        parts.push(v)
+        total += v.length
+      }
+      return encodeControl({ bases }, parts)
+    }
     if (r.op === 'root') {
       const bytes = await this.opts.root?.(r.version) ?? null
       if (bytes === null) throw new NotFoundError(`root version ${r.version}`)
@@ -144,15 +191,40 @@ export class Announce {
 
   /** Manifest `id` as a delta against `baseId` if this daemon holds that base and the delta is worth it. */
   private async manifestDelta (id: string, bytes: Uint8Array, baseId: string): Promise<Uint8Array | null> {
-    const key = `${id}:${baseId}`
-    let p = this.deltas.get(key)
+    return await this.cached(this.deltas, `${id}:${baseId}`, async () => {
+      const base = await this.db.manifests.get(baseId)
+      return base === null ? null : await encodeManifestDelta(base, bytes)
+    })
+  }
+
+  /**
+   * Manifest `id` against `baseId` as [delta of the stripped manifests, sealed payload patch], when
+   * this daemon holds the base and a patch for the pair: uploaded by the publisher (seeds), kept
+   * from the peer it came from, or (with the content key) made here and kept.
+   */
+  private async patchedDelta (id: string, bytes: Uint8Array, baseId: string): Promise<Uint8Array[] | null> {
+    return await this.cached(this.patched, `${id}:${baseId}`, async () => {
+      const base = await this.db.manifests.get(baseId)
+      if (base === null) return null
+      let patch = await this.db.manifestPatches.get(patchKey(id, baseId))
+      if (patch === null && this.opts.contentKey !== undefined) {
+        patch = await buildPayloadPatch({ id: baseId, bytes: base }, { id, bytes }, this.opts.contentKey, { level: MEMBER_PATCH_LEVEL })
+        if (patch !== null) await this.db.manifestPatches.put(patchKey(id, baseId), patch)
+      }
+      if (patch === null) return null
+      const delta = await encodeStrippedDelta(base, bytes)
+      // never more than the manifest itself (which also keeps the reply within its limit)
+      return delta === null || delta.length + patch.length >= bytes.length ? null : [delta, patch]
+    })
+  }
+
+  /** In flight or done, so that concurrent askers share one encode; a failure is no delta. */
+  private async cached<T> (cache: Map<string, Promise<T | null>>, key: string, make: () => Promise<T | null>): Promise<T | null> {
+    let p = cache.get(key)
     if (p === undefined) {
-      p = (async () => {
-        const base = await this.db.manifests.get(baseId)
-        return base === null ? null : await encodeManifestDelta(base, bytes)
-      })().catch(() => null)
-      this.deltas.set(key, p)
-      if (this.deltas.size > MANIFEST_DELTA_CACHE) this.deltas.delete(this.deltas.keys().next().value!)
+      p = make().catch(() => null)
+      cache.set(key, p)
+      if (cache.size > MANIFEST_DELTA_CACHE) cache.delete(cache.keys().next().value!)
     }
     return await p
   }
@@ -170,27 +242,58 @@ export class Announce {
 
   /**
    * Manifest `id` from `peer`; with `base`, asked as a delta against it (peers that do not know
-   * `base`, or do not hold it, answer the full manifest). Rebuilt bytes are returned only if they
-   * hash to `id`; a delta that does not is refused and the full manifest fetched from the same peer.
+   * `base`, or do not hold it, answer the full manifest), and, holding the content key, with a
+   * payload patch. Rebuilt bytes are returned only if they hash to `id`; a patched reply that does
+   * not is refused and the plain delta asked for, a delta that does not, the full manifest, all
+   * from the same peer. A patch that rebuilt `id` is kept, to serve the pair onward.
    * Full bytes are unverified: the caller checks the id and, for all, the signatures.
    */
   async fetchManifest (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal, base?: ManifestBase): Promise<FetchedManifest> {
     const ask = base !== undefined && base.id !== id && isManifestDeltaBase(base.bytes)
-    const res = await this.call(peer, encodeControl({ op: 'manifest', id, ...(ask ? { base: base.id } : {}) }), signal)
-    const reply = decodeManifestReply(res, id)
-    if (reply.delta === undefined) return { bytes: reply.bytes, wireBytes: res.length, via: 'full' }
-    let refusal: ManifestDeltaError
-    try {
-      if (!ask || reply.delta !== base.id) throw new ManifestDeltaError(`a delta against ${reply.delta.slice(0, 12)}…, which was not offered as base`)
-      return { bytes: rebuildManifest(base.bytes, reply.bytes, id), wireBytes: res.length, via: 'delta' }
-    } catch (err) {
-      if (!(err instanceof ManifestDeltaError)) throw err
-      refusal = err
+    const contentKey = this.opts.contentKey
+    let wireBytes = 0
+    let refusal: ManifestDeltaError | ManifestPatchError | undefined
+    const done = (bytes: Uint8Array, via: 'full' | 'delta' | 'patch'): FetchedManifest =>
+      refusal === undefined ? { bytes, wireBytes, via } : { bytes, wireBytes, via: 'refused', refusal }
+    let t: 'patch' | 'delta' | 'full' = !ask ? 'full' : contentKey !== undefined ? 'patch' : 'delta'
+    for (;;) {
+      const res = await this.call(peer, encodeControl({ op: 'manifest', id, ...(t !== 'full' ? { base: base!.id } : {}), ...(t === 'patch' ? { patch: true } : {}) }), signal)
+      wireBytes += res.length
+      let reply: ReturnType<typeof decodeManifestReply>
+      try {
+        reply = decodeManifestReply(res, id)
+      } catch (err) {
+        // only a patched reply is retried in another form: anything else malformed is this peer's fault
+        if (t !== 'patch' || !(err instanceof DecodeError)) throw err
+        refusal = new ManifestPatchError(err.message, { cause: err })
+        t = 'delta'
+        continue
+      }
+      if (reply.delta === undefined) return done(reply.bytes, 'full')
+      try {
+        if (t === 'full') throw new ManifestDeltaError('a delta again, though none was asked for')
+        if (!ask || reply.delta !== base.id) throw new ManifestDeltaError(`a delta against ${reply.delta.slice(0, 12)}…, which was not offered as base`)
+        if (reply.patch === undefined) return done(rebuildManifest(base.bytes, reply.bytes, id), 'delta')
+        if (t !== 'patch' || contentKey === undefined) throw new ManifestPatchError('a patch, though none was asked for')
+        const bytes = applyPayloadPatch(base, reply.bytes, reply.patch, id, contentKey)
+        await this.db.manifestPatches.put(patchKey(id, base.id), reply.patch)
+        return done(bytes, 'patch')
+      } catch (err) {
+        if (t === 'full' || !(err instanceof ManifestDeltaError || err instanceof ManifestPatchError)) throw err
+        refusal = err
+        // a refused patch: the plain delta next; a refused plain delta: the full manifest
+        t = reply.patch !== undefined ? 'delta' : 'full'
+      }
     }
-    const full = await this.call(peer, encodeControl({ op: 'manifest', id }), signal)
-    const again = decodeManifestReply(full, id)
-    if (again.delta !== undefined) throw new ManifestDeltaError('a delta again, though none was asked for')
-    return { bytes: again.bytes, wireBytes: res.length + full.length, via: 'refused', refusal }
+  }
+
+  /**
+   * The payload patches `peer` holds to manifest `id`, by base (seeds copy them from peer seeds:
+   * they cannot make or open one). Unverified: they only ever serve as patches, which the
+   * endpoint checks; an older peer refuses the operation (`ERR_NOT_FOUND`).
+   */
+  async fetchManifestPatches (peer: PeerId | Multiaddr, id: string, signal?: AbortSignal): Promise<PatchFor[]> {
+    return decodeManifestPatchesReply(await this.call(peer, encodeControl({ op: 'manifest-patches', id }), signal))
   }
 
   /** The root of `version` from `peer` (unverified: the caller walks the chain), NotFound-coded RpcRemoteError when it holds none. */
@@ -253,7 +356,8 @@ export class Announce {
 
 export type AnnounceRequest =
   | { op: 'heads', channels: string[] }
-  | { op: 'manifest', id: string, base?: string }
+  | { op: 'manifest', id: string, base?: string, patch?: true }
+  | { op: 'manifest-patches', id: string }
   | { op: 'push', channel: string, head: Uint8Array }
   | { op: 'site', site: string, addrs: string[] }
   | { op: 'records', packages: string[] }
@@ -267,8 +371,12 @@ export function decodeAnnounceRequest (req: Uint8Array): AnnounceRequest {
   if (op === 'heads') return { op, channels: headerStrings(header, 'channels', what, MAX_CHANNELS, PACKAGE_NAME) }
   if (op === 'manifest') {
     const id = headerString(header, 'id', what, HEX64)
-    return header.base === undefined ? { op, id } : { op, id, base: headerString(header, 'base', what, HEX64) }
+    if (header.base === undefined) return { op, id }
+    const base = headerString(header, 'base', what, HEX64)
+    // `patch` is asked only beside a base; anything but true is no patch (an older caller's absence)
+    return header.patch === true ? { op, id, base, patch: true } : { op, id, base }
   }
+  if (op === 'manifest-patches') return { op, id: headerString(header, 'id', what, HEX64) }
   if (op === 'push') {
     const channel = headerString(header, 'channel', what, PACKAGE_NAME)
     const head = parts[0]
@@ -305,13 +413,37 @@ export function decodeHeadsReplyRoot (res: Uint8Array): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 ? v : undefined
 }
 
-/** A manifest reply: the manifest's bytes, or (`delta` set: the base's id) a delta to rebuild them from. */
-export function decodeManifestReply (res: Uint8Array, id: string): { bytes: Uint8Array, delta?: string } {
+/**
+ * A manifest reply: the manifest's bytes, or (`delta` set: the base's id) a delta to rebuild them
+ * from; with `patch` (only beside `delta`): the delta is of the manifests without their ciphertext,
+ * and `patch` the sealed payload patch (size and framing checked here, its contents when opened).
+ */
+export function decodeManifestReply (res: Uint8Array, id: string): { bytes: Uint8Array, delta?: string, patch?: Uint8Array } {
   const what = 'announce manifest reply'
   const { header, parts } = decodeControl(res, what)
   const bytes = parts[0]
   if (bytes === undefined) throw new NotFoundError(`manifest ${id}`)
-  return header.delta === undefined ? { bytes } : { bytes, delta: headerString(header, 'delta', what, HEX64) }
+  if (header.delta === undefined) {
+    if (header.patch !== undefined) throw new DecodeError(what, 'a patch without a delta')
+    return { bytes }
+  }
+  const delta = headerString(header, 'delta', what, HEX64)
+  if (header.patch === undefined) return { bytes, delta }
+  const patch = parts[1]
+  if (header.patch !== true || patch === undefined || parts.length !== 2) throw new DecodeError(what, 'a patched reply holds exactly a delta and a patch, with "patch": true')
+  try {
+    checkPayloadPatch(patch)
+  } catch (err) {
+    throw new DecodeError(what, (err as Error).message, { cause: err })
+  }
+  return { bytes, delta, patch }
+}
+
+/** A `manifest-patches` reply: at most MAX_PATCHES_PER_RELEASE patches by distinct base, each one's framing checked. */
+export function decodeManifestPatchesReply (res: Uint8Array): PatchFor[] {
+  const what = 'announce manifest-patches reply'
+  const { header, parts } = decodeControl(res, what)
+  return decodePatchList(headerStrings(header, 'bases', what, MAX_PATCHES_PER_RELEASE, HEX64), parts, what)
 }
 
 /** Label mates from a directory reply; malformed entries are skipped, at most MAX_DIRECTORY_PEERS of MAX_ADDRS addresses each. */

@@ -64,8 +64,11 @@ export interface DaemonStatus {
   /** The trusted root (endpoint: with why the last root offered was refused). */
   root: RootStatus
   bytes: { seed: number, lan: number, origin: number, served: number }
-  /** Manifest bytes received by source (not in `bytes`); `deltas`: manifests rebuilt from a delta, `refused`: deltas that did not rebuild. */
-  manifests: { seed: number, lan: number, origin: number, deltas: number, refused: number }
+  /**
+   * Manifest bytes received by source (not in `bytes`); `deltas`: manifests rebuilt from a plain
+   * delta, `patches`: from a stripped delta and a payload patch, `refused`: deltas or patches that did not rebuild.
+   */
+  manifests: { seed: number, lan: number, origin: number, deltas: number, patches: number, refused: number }
   blobs: { stored: number }
   /** Chunks rebuilt from delta blobs, deltas that fell back to full blobs, and the last fallback. */
   deltas: { rebuilt: number, fallbacks: number, lastFallback?: DeltaFallback }
@@ -169,7 +172,8 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
       records: async pkg => await records.load(pkg),
       root: async version => await trust.bytesOf(version),
       rootVersion: () => trust.current.signed.version,
-      ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {})
+      ...(cfg.role === 'seed' ? { directory: (peer, site, addrs) => seed?.directory(peer, site, addrs) ?? [] } : {}),
+      ...(enrollment.contentKey !== undefined ? { contentKey: enrollment.contentKey } : {})
     })
     await announce.start()
     cleanups.push(async () => { await announce.stop() })
@@ -235,7 +239,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
         heads: endpoint !== undefined ? await endpoint.heads() : [],
         root: endpoint?.root() ?? { version: trust.current.signed.version, expires: trust.current.signed.expires },
         bytes: { seed: counters['bytes.seed'] ?? 0, lan: counters['bytes.lan'] ?? 0, origin: counters['bytes.origin'] ?? 0, served: serverStats.bytesServed },
-        manifests: { seed: counters['manifest.seed'] ?? 0, lan: counters['manifest.lan'] ?? 0, origin: counters['manifest.origin'] ?? 0, deltas: counters['manifest.deltas'] ?? 0, refused: counters['manifest.refused'] ?? 0 },
+        manifests: { seed: counters['manifest.seed'] ?? 0, lan: counters['manifest.lan'] ?? 0, origin: counters['manifest.origin'] ?? 0, deltas: counters['manifest.deltas'] ?? 0, patches: counters['manifest.patches'] ?? 0, refused: counters['manifest.refused'] ?? 0 },
         blobs: { stored: await storedBlobs() },
         deltas: { rebuilt: counters['delta.rebuilt'] ?? 0, fallbacks: counters['delta.fallbacks'] ?? 0, ...(endpoint?.lastDeltaFallback !== undefined ? { lastFallback: endpoint.lastDeltaFallback } : {}) },
         disk: endpoint?.diskFull !== undefined ? { full: true, code: 'ERR_DISK_FULL', ...endpoint.diskFull } : { full: false }

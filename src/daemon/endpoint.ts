@@ -647,7 +647,7 @@ export class Endpoint {
   private async countManifest (source: ByteSource, bytes: number, via: FetchedManifest['via']): Promise<void> {
     this.d.metrics.manifestBytesReceived.inc({ source }, bytes)
     await this.d.db.counters.add(`manifest.${source}`, bytes)
-    if (via !== 'full') await this.d.db.counters.add(`manifest.${via === 'delta' ? 'deltas' : 'refused'}`, 1)
+    if (via !== 'full') await this.d.db.counters.add(`manifest.${via === 'delta' ? 'deltas' : via === 'patch' ? 'patches' : 'refused'}`, 1)
   }
 
   private async download (key: string, id: string, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {

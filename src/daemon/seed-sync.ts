@@ -167,9 +167,16 @@ export class SeedSync {
   private async fetchRelease (name: string, e: HeadEntry, from: From): Promise<void> {
     const release = `${name}@${e.version}`
     let bytes = await this.d.db.manifests.get(e.manifest)
+    const fresh = bytes === null
     if (bytes === null) bytes = await this.fetchManifest(name, e, from)
     const manifest = decodeManifest(bytes)
     verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace, expectPackage: name })
+    // A peer seed's payload patches too (docs/protocol.md §6.5), before the manifest is held and
+    // served; an optimization only: a peer before patches, or none held, is no failure.
+    if (fresh && isPeer(from)) {
+      const patches = await this.d.announce.fetchManifestPatches(from, e.manifest, this.stopCtl.signal).catch(() => [])
+      await this.d.seed.keepPatches(e.manifest, bytes, patches)
+    }
     const table = distinctChunks(manifest.signed.chunks)
     if (this.cache !== undefined) {
       this.cache.allow(table)

@@ -9,11 +9,12 @@ import { checkHeadAdvance, decodeHead, signHead, type HeadBody, type HeadEntry, 
 import type { KeyPair } from '../core/keys.js'
 import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, PACKAGE_NAME, verifyManifest, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
+import { decodePatchList, MAX_PATCHES_PER_RELEASE, type PatchFor } from '../core/manifest-patch.js'
 import { cidFromHex } from '../core/seal.js'
-import { RollbackError, verifyThreshold } from '../core/signed.js'
+import { HEX64, RollbackError, verifyThreshold } from '../core/signed.js'
 import type { BlobClient } from '../net/blobs.js'
 import { PUBLISH_PROTOCOL } from '../net/constants.js'
-import { decodeControl, encodeControl, headerString } from '../net/control.js'
+import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
 import type { ShoalNode } from '../net/node.js'
 import { handleRpc } from '../net/rpc.js'
 import type { BlobStorage } from '../store/blob-store.js'
@@ -22,7 +23,7 @@ import type { StateDb } from '../store/state-db.js'
 import type { RolloutEvents } from '../rollout/events.js'
 import { describeRecord, type RecordBody } from '../rollout/records.js'
 import type { RecordStore } from '../rollout/record-store.js'
-import { loadHead, storeHead, type Announce, type DirectoryEntry } from './announce.js'
+import { loadHead, patchKey, storeHead, type Announce, type DirectoryEntry } from './announce.js'
 import type { DaemonConfig } from './config.js'
 import type { TrustedRoot } from './trusted-root.js'
 import type { Logger } from './log.js'
@@ -41,10 +42,14 @@ export class PublishRefusedError extends ShoalError {
   }
 }
 
+/** A sealed payload patch uploaded with a release: it takes the manifest `base` to the one committed. */
+export type UploadedPatch = PatchFor
+
 export type PublishRequest =
   | { op: 'record-seq', package: string }
   | { op: 'latest', channel: string, package: string }
-  | { op: 'offer' | 'commit' | 'record' | 'root', bytes: Uint8Array }
+  | { op: 'offer' | 'record' | 'root', bytes: Uint8Array }
+  | { op: 'commit', bytes: Uint8Array, patches: UploadedPatch[] }
 
 /** A /shoal/publish/1 request as the seed reads it, checked before anything is looked up. */
 export function decodePublishRequest (req: Uint8Array): PublishRequest {
@@ -56,7 +61,11 @@ export function decodePublishRequest (req: Uint8Array): PublishRequest {
   if (op !== 'offer' && op !== 'commit' && op !== 'record' && op !== 'root') throw new PublishRefusedError(`unknown publish operation ${quoteValue(op)}`)
   const bytes = parts[0]
   if (bytes === undefined) throw new PublishRefusedError(`the publish request carries no ${op === 'root' ? 'root' : op === 'record' ? 'record' : 'manifest'}`)
-  return { op, bytes }
+  if (op !== 'commit') return { op, bytes }
+  if (header.patches === undefined) return { op, bytes, patches: [] }
+  // Payload patches (docs/protocol.md §6.6): one per base, after the manifest, framing checked here.
+  const patches = decodePatchList(headerStrings(header, 'patches', what, MAX_PATCHES_PER_RELEASE, HEX64), parts.slice(1), what)
+  return { op, bytes, patches }
 }
 
 export interface SeedDeps {
@@ -156,7 +165,8 @@ export class Seed {
     if (r.op === 'record-seq') return encodeControl({ seq: await this.d.records.lastSeq(r.package) })
     if (r.op === 'latest') {
       const entry = (await this.currentHead(r.channel))?.packages[r.package]
-      return encodeControl(entry === undefined ? { seq: 0 } : { seq: entry.seq, version: entry.version })
+      // `manifest`: the id, so a publisher can make a payload patch against it (newer publishers read it)
+      return encodeControl(entry === undefined ? { seq: 0 } : { seq: entry.seq, version: entry.version, manifest: entry.manifest })
     }
     if (r.op === 'offer') {
       const { manifest, already } = await this.check(r.bytes)
@@ -165,7 +175,7 @@ export class Seed {
       const missingBytes = manifest.signed.chunks.reduce((s, c, i) => s + (missing[i] === true ? c.size : 0), 0)
       return encodeControl({ already, missing: n, missingBytes }, [missingBitfield(missing)])
     }
-    if (r.op === 'commit') return encodeControl({ ...(await this.commit(r.bytes, peer)) })
+    if (r.op === 'commit') return encodeControl({ ...(await this.commit(r.bytes, peer, r.patches)) })
     if (r.op === 'root') return encodeControl({ ...(await this.acceptRoot(r.bytes, peer)) })
     return encodeControl({ ...(await this.acceptRecord(r.bytes, peer)) })
   }
@@ -188,7 +198,7 @@ export class Seed {
     return await Promise.all(m.signed.chunks.map(async c => !(await this.d.blobs.has(cidFromHex(c.cid)))))
   }
 
-  private async commit (bytes: Uint8Array, peer: PeerId): Promise<PublishOutcome> {
+  private async commit (bytes: Uint8Array, peer: PeerId, patches: UploadedPatch[] = []): Promise<PublishOutcome> {
     const { manifest, id, already } = await this.check(bytes)
     const b = manifest.signed
     const release = `${b.package}@${b.version}`
@@ -221,6 +231,8 @@ export class Seed {
     this.d.metrics.blobsReceived.inc({ source: 'publisher' }, fetched)
     // the index first: once the manifest is here, every blob it lists is indexed
     await this.d.db.blobIndex.add(release, [...new Set(chunks.map(c => c.cid))])
+    // the patches before the manifest: a patched reply is decided (and cached) when the manifest is first asked for
+    const kept = await this.keepPatches(id, bytes, patches)
     await this.d.db.manifests.put(id, bytes)
     let headSeq = (await this.currentHead(b.channel))?.seq ?? 0
     if (!already) {
@@ -231,9 +243,24 @@ export class Seed {
         return { ...packages, [b.package]: { manifest: id, seq: b.seq, version: b.version } }
       })
     }
-    this.d.log.info({ release, channel: b.channel, headSeq, fetched, fetchedBytes, from: peer.toString() }, already ? 'release already published' : 'release published')
+    this.d.log.info({ release, channel: b.channel, headSeq, fetched, fetchedBytes, patches: kept, from: peer.toString() }, already ? 'release already published' : 'release published')
     if (!already) this.d.events?.published(b, id, this.d.now()).catch(err => this.d.log.warn({ err }, 'published webhook failed'))
     return { package: b.package, version: b.version, channel: b.channel, headSeq, fetched, fetchedBytes, already }
+  }
+
+  /**
+   * Keeps the payload patches of a verified manifest that can serve: a base this seed holds (the
+   * patched reply needs its bytes) and smaller than the manifest. The seed cannot open them (no
+   * content key); a wrong one only ever costs an endpoint a second request.
+   */
+  async keepPatches (id: string, bytes: Uint8Array, patches: UploadedPatch[]): Promise<number> {
+    let kept = 0
+    for (const p of patches) {
+      if (p.base === id || p.bytes.length >= bytes.length || (await this.d.db.manifests.get(p.base)) === null) continue
+      await this.d.db.manifestPatches.put(patchKey(id, p.base), p.bytes)
+      kept++
+    }
+    return kept
   }
 
   /** A control record from a publisher: verified against the pinned root, stored, pushed to peers. */

@@ -5,15 +5,18 @@
 import type { PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { InvalidArgumentError } from '../core/errors.js'
-import { decodeManifest, MAX_CHUNKS, MAX_MANIFEST_BYTES } from '../core/manifest.js'
+import { decodeManifest, manifestId, MAX_CHUNKS, MAX_MANIFEST_BYTES, SEMVER } from '../core/manifest.js'
+import { buildPayloadPatch } from '../core/manifest-patch.js'
 import { cidToHex } from '../core/seal.js'
+import { HEX64 } from '../core/signed.js'
 import { BlobServerStats, registerBlobsProtocol } from '../net/blobs.js'
-import { PUBLISH_PROTOCOL } from '../net/constants.js'
+import { ANNOUNCE_PROTOCOL, PUBLISH_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl } from '../net/control.js'
 import { createShoalNode, type ShoalNode } from '../net/node.js'
 import { seedMultiaddr } from '../net/peer-addr.js'
 import { callRpc } from '../net/rpc.js'
 import type { BlobStore } from '../store/blob-store.js'
+import type { RepoLayout } from '../store/repo.js'
 
 /** How long the seed may take to pull a release and sign its head. */
 export const PUSH_TIMEOUT_MS = 2 * 3600_000
@@ -29,6 +32,8 @@ export interface RecordResult {
   warnings: string[]
 }
 export interface CommitResult { package: string, version: string, channel: string, headSeq: number, fetched: number, fetchedBytes: number, already: boolean }
+/** A sealed payload patch (src/core/manifest-patch.ts) from manifest `base` to the one being committed. */
+export interface PatchUpload { base: string, bytes: Uint8Array }
 
 export class SeedSession {
   readonly stats = new BlobServerStats()
@@ -51,12 +56,56 @@ export class SeedSession {
     return this.node.peerId.toString()
   }
 
-  /** The sequence (and version) the seed's head lists for `pkg` in `channel`; seq 0 when none. */
-  async latest (pkg: string, channel: string): Promise<{ seq: number, version?: string }> {
+  /** The sequence (and version, manifest id: seeds before payload patches send no id) the seed's head lists for `pkg` in `channel`; seq 0 when none. */
+  async latest (pkg: string, channel: string): Promise<{ seq: number, version?: string, manifest?: string }> {
     const { header } = decodeControl(await this.call(encodeControl({ op: 'latest', package: pkg, channel })), 'publish latest reply')
     const seq = Number(header.seq)
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('the seed sent a malformed latest reply')
-    return { seq, ...(typeof header.version === 'string' ? { version: header.version } : {}) }
+    return {
+      seq,
+      ...(typeof header.version === 'string' ? { version: header.version } : {}),
+      ...(typeof header.manifest === 'string' && HEX64.test(header.manifest) ? { manifest: header.manifest } : {})
+    }
+  }
+
+  /**
+   * The payload patch from the release the seed's head lists for this manifest's package and
+   * channel (what its endpoints hold) to this manifest (docs/protocol.md §6.5), or none: a first
+   * release, a seed that names no manifest id, a base that is neither in `repo` nor on the seed,
+   * or that does not open with `contentKey`. A patch is an optimization: it never fails a publish.
+   */
+  async patchesFor (manifest: Uint8Array, contentKey: Uint8Array, repo?: RepoLayout): Promise<PatchUpload[]> {
+    const target = decodeManifest(manifest)
+    const t = target.signed
+    const id = manifestId(manifest)
+    try {
+      const head = await this.latest(t.package, t.channel)
+      if (head.manifest === undefined || head.manifest === id) return []
+      let base = head.version !== undefined && SEMVER.test(head.version) ? await repo?.readManifestBytes(t.package, head.version) ?? null : null
+      if (base === null || manifestId(base) !== head.manifest) base = await this.fetchManifest(head.manifest)
+      const bytes = await buildPayloadPatch({ id: head.manifest, bytes: base }, { id, bytes: manifest, manifest: target }, contentKey)
+      // within the request limit of seeds before patches, which read the commit whole
+      return bytes === null || manifest.length + bytes.length > MAX_MANIFEST_BYTES ? [] : [{ base: head.manifest, bytes }]
+    } catch {
+      return []
+    }
+  }
+
+  /** Manifest `id` as the seed serves it (/shoal/announce/1), checked against the id. */
+  private async fetchManifest (id: string): Promise<Uint8Array> {
+    const res = decodeControl(await callRpc(this.node, this.seed, ANNOUNCE_PROTOCOL, encodeControl({ op: 'manifest', id }), {
+      maxRequestBytes: 64 * 1024, maxResponseBytes: MAX_MANIFEST_BYTES + 64 * 1024, timeoutMs: 60_000
+    }), 'announce manifest reply')
+    const bytes = res.parts[0]
+    if (res.header.delta !== undefined || bytes === undefined || manifestId(bytes) !== id) throw new InvalidArgumentError(`the seed did not serve manifest ${id}`)
+    return bytes
+  }
+
+  /** offer, then commit with the payload patches `patchesFor` finds: what `shoal publish --to` does. */
+  async publish (manifest: Uint8Array, o: { contentKey: Uint8Array, repo?: RepoLayout }): Promise<{ offer: OfferResult, commit: CommitResult, patches: number }> {
+    const offer = await this.offer(manifest)
+    const patches = await this.patchesFor(manifest, o.contentKey, o.repo)
+    return { offer, commit: await this.commit(manifest, patches), patches: patches.length }
   }
 
   /** The highest control-record seq the seed holds for `pkg` (0 when none). */
@@ -85,12 +134,15 @@ export class SeedSession {
     return { already: header.already === true, missing: Number(header.missing), missingBytes: Number(header.missingBytes) }
   }
 
-  /** The seed pulls what it lacks, stores the manifest and signs a new channel head. */
-  async commit (manifest: Uint8Array): Promise<CommitResult> {
+  /** The seed pulls what it lacks, stores the manifest (and the patches) and signs a new channel head. */
+  async commit (manifest: Uint8Array, patches: readonly PatchUpload[] = []): Promise<CommitResult> {
     const m = decodeManifest(manifest)
     this.allowed = new Set(m.signed.chunks.map(c => c.cid))
     try {
-      const { header } = decodeControl(await this.call(encodeControl({ op: 'commit' }, [manifest]), PUSH_TIMEOUT_MS), 'publish commit reply')
+      const req = patches.length === 0
+        ? encodeControl({ op: 'commit' }, [manifest])
+        : encodeControl({ op: 'commit', patches: patches.map(p => p.base) }, [manifest, ...patches.map(p => p.bytes)])
+      const { header } = decodeControl(await this.call(req, PUSH_TIMEOUT_MS), 'publish commit reply')
       return header as unknown as CommitResult
     } finally {
       this.allowed = new Set()

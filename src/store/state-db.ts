@@ -282,6 +282,8 @@ interface SchemaRecord { version: number, created: string }
 export class StateDb {
   readonly path: string
   readonly manifests: KV<Uint8Array>
+  /** Sealed payload patches, by `<target manifest id>:<base manifest id>` (src/core/manifest-patch.ts). */
+  readonly manifestPatches: KV<Uint8Array>
   readonly heads: KV<unknown>
   readonly releases: KV<ReleaseRecord>
   readonly peers: KV<unknown>
@@ -301,6 +303,7 @@ export class StateDb {
     const guard = async <R>(p: Promise<R>): Promise<R> => await this.guard(p)
     const json = <V>(name: string): Sublevel<V> => db.sublevel<string, V>(name, { valueEncoding: 'json' }) as unknown as Sublevel<V>
     this.manifests = new KV(db.sublevel<string, Uint8Array>('manifests', { valueEncoding: 'view' }) as unknown as Sublevel<Uint8Array>, guard)
+    this.manifestPatches = new KV(db.sublevel<string, Uint8Array>('manifest-patches', { valueEncoding: 'view' }) as unknown as Sublevel<Uint8Array>, guard)
     this.heads = new KV(json('heads'), guard)
     this.releases = new KV(json<ReleaseRecord>('releases'), guard)
     this.peers = new KV(json('peers'), guard)

@@ -86,7 +86,11 @@ describe('local API and shoal status', () => {
     // seq comes from the seed's head, not the (absent) local repo
     const r2 = await shoal(['publish', src, '--name', 'app', '--version', '1.0.1', '--keys', fleet.keysDir, '--to', fleet.seedAddr, '--json'])
     expect(r2.code, r2.stderr).toBe(0)
-    expect((JSON.parse(r2.stdout) as { seq: number, seed: { fetched: number } })).toMatchObject({ seq: 2, seed: { fetched: 0 } })
+    // and the payload patch against 1.0.0, whose manifest the publisher (no repo) takes from the seed
+    expect((JSON.parse(r2.stdout) as { seq: number, seed: { fetched: number } })).toMatchObject({ seq: 2, seed: { fetched: 0, payloadPatches: 1 } })
+    let patches = 0
+    for await (const _ of seed.db.manifestPatches.entries()) patches++
+    expect(patches).toBe(1)
 
     const other = await Fleet.create('other')
     try {

@@ -12,6 +12,7 @@ import { initKeysDir, loadPublisherKeys, type PublisherKeys } from '../../src/pu
 import { publishRelease, type PublishResult } from '../../src/publish/publisher.js'
 import { SeedSession, type CommitResult } from '../../src/publish/push.js'
 import { BlobStore } from '../../src/store/blob-store.js'
+import { RepoLayout } from '../../src/store/repo.js'
 import { readFile } from 'node:fs/promises'
 import { prng, textLike } from '../helpers/tree.js'
 
@@ -85,9 +86,7 @@ export class Fleet {
   async push (manifestPath: string, privateKey?: PrivateKey): Promise<CommitResult> {
     const s = await SeedSession.open({ seed: this.seedAddr, networkKey: this.keys.fleet.networkKey, privateKey: privateKey ?? await generateKeyPair('Ed25519'), blobs: await BlobStore.open(this.repo) })
     try {
-      const bytes = await readFile(manifestPath)
-      await s.offer(bytes)
-      return await s.commit(bytes)
+      return (await s.publish(await readFile(manifestPath), { contentKey: this.keys.fleet.contentKey, repo: await RepoLayout.open(this.repo) })).commit
     } finally {
       await s.close()
     }

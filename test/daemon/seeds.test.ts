@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { decodeHead } from '../../src/core/head.js'
 import { decodeManifest } from '../../src/core/manifest.js'
 import { cidFromHex } from '../../src/core/seal.js'
-import { loadHead } from '../../src/daemon/announce.js'
+import { loadHead, patchKey } from '../../src/daemon/announce.js'
 import type { Daemon } from '../../src/daemon/daemon.js'
 import { snapshot } from '../helpers/tree.js'
 import { Fleet, installedVersion, makeTree, until } from './helpers.js'
@@ -46,6 +46,10 @@ describe('several seeds', () => {
     for (const e of eps) e.endpoint!.paused = true
     await fleet.push(p2.manifestPath)
     await until(async () => await headVersion(b) === '2.0.0', 30_000, 'seed b adopted the head of 2.0.0')
+    // with the payload patch the publisher uploaded to seed a, byte for byte (seeds cannot make one)
+    const patch = await a.db.manifestPatches.get(patchKey(p2.manifestId, p1.manifestId))
+    expect(patch).not.toBeNull()
+    expect(Buffer.from((await b.db.manifestPatches.get(patchKey(p2.manifestId, p1.manifestId)))!).equals(patch!)).toBe(true)
     for (const e of eps) { e.endpoint!.paused = false; e.endpoint!.kick() }
     // stop seed a (the one published to) once the rollout is under way: a download of 2.0.0 started, not finished
     const downloading = async (e: Daemon): Promise<boolean> => {

@@ -9,11 +9,12 @@ import { ShoalError } from '../../src/core/errors.js'
 import { generateKeyPair, keyPairFromSecret, encodePrivateKeyFile, decodePrivateKeyFile } from '../../src/core/keys.js'
 import { createRoot, decodeRoot } from '../../src/core/root.js'
 import { signHead, decodeHead } from '../../src/core/head.js'
-import { buildManifest, decodeManifest, validatePayload, MAX_MANIFEST_BYTES, type ManifestPayload } from '../../src/core/manifest.js'
+import { buildManifest, decodeManifest, manifestId, openPayloadBytes, validatePayload, MAX_MANIFEST_BYTES, type ManifestPayload } from '../../src/core/manifest.js'
+import { applyPayloadPatch, sealPayloadPatch, stripPayload } from '../../src/core/manifest-patch.js'
 import { encodeEnvelope, parseJsonBytes } from '../../src/core/signed.js'
 import { encodeEndpointEnrollment, encodeSeedEnrollment, encodeFleetSecret, decodeEndpointEnrollment, decodeSeedEnrollment, decodeFleetSecret } from '../../src/core/enroll.js'
 import { sealChunk, openBlob, AES_KEY_LABEL, NONCE_LABEL, BLOB_FORMAT, HEADER_BYTES, NONCE_BYTES, TAG_BYTES, MAX_BLOB_BYTES } from '../../src/core/seal.js'
-import { encodeDelta, decodeDelta, DELTA_HEADER_BYTES } from '../../src/core/delta.js'
+import { encodeDelta, decodeDelta, DeltaEncoder, DELTA_HEADER_BYTES } from '../../src/core/delta.js'
 import { signRecord, decodeRecord } from '../../src/rollout/records.js'
 import { parseRolloutSpec } from '../../src/rollout/policy.js'
 import { parseConfig } from '../../src/daemon/config.js'
@@ -26,7 +27,7 @@ import { decodeRpcReply, decodeRpcRequest } from '../../src/net/rpc.js'
 import { decodeAdmitNonce, decodeAdmitProof, decodeAdmitReply, ADMIT_MAX_FRAME } from '../../src/net/admission.js'
 import { HaveMap, encodeIncrement, decodeIncrement } from '../../src/swarm/have-map.js'
 import { decodeHello, decodeHaveRequest } from '../../src/swarm/site.js'
-import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestReply, decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
+import { decodeAnnounceRequest, decodeHeadsReply, decodeManifestPatchesReply, decodeManifestReply, decodeRecordsReply, decodeSiteReply } from '../../src/daemon/announce.js'
 import { decodePublishRequest } from '../../src/daemon/seed.js'
 import { decodeReport, encodeReport, type Report } from '../../src/fleet/report.js'
 import { decodeQuery } from '../../src/fleet/service.js'
@@ -73,14 +74,26 @@ const payload: ManifestPayload = {
   notes: 'fuzz seed'
 }
 
-function manifestBytes (): Uint8Array {
+function manifestBytes (o: { version?: string, seq?: number, payload?: ManifestPayload } = {}): Uint8Array {
   return buildManifest({
-    package: 'app', version: '1.2.3', seq: 7, channel: 'stable', created: now, expires: later,
+    package: 'app', version: o.version ?? '1.2.3', seq: o.seq ?? 7, channel: 'stable', created: now, expires: later,
     chunker: { minSize: 4096, avgSize: 16384, maxSize: 65536 },
     chunks: [{ cid: hex('c'), size: 40 }, { cid: hex('1'), size: 34 }],
-    payload, contentKey, signers: publisherKeys,
+    payload: o.payload ?? payload, contentKey, signers: publisherKeys,
     rollout: parseRolloutSpec('canary:now,pilot:+1d/deadline=+3d,broad:approval,window=22:00-06:00', now)
   }).bytes
+}
+
+/** A manifest and its successor, with the sealed payload patch and stripped delta between them (src/core/manifest-patch.ts). */
+function patchPair (): { base: { id: string, bytes: Uint8Array }, id: string, stripped: Uint8Array, inner: Uint8Array, patch: Uint8Array } {
+  const b = manifestBytes()
+  const t = manifestBytes({ version: '1.2.4', seq: 8, payload: { ...payload, notes: 'the next release, with other notes' } })
+  const base = { id: manifestId(b), bytes: b }
+  const id = manifestId(t)
+  const stripped = new DeltaEncoder(stripPayload(b), { level: 3, maxRatio: 1, minSavedBytes: 0 }, MAX_MANIFEST_BYTES).encode(stripPayload(t))
+  const inner = new DeltaEncoder(openPayloadBytes(decodeManifest(b), contentKey), { level: 3, maxRatio: 1, minSavedBytes: 0 }, MAX_MANIFEST_BYTES).encode(openPayloadBytes(decodeManifest(t), contentKey))
+  if (stripped === null || inner === null) throw new Error('fuzz seed: no delta between two releases')
+  return { base, id, stripped, inner, patch: sealPayloadPatch(inner, { baseId: base.id, targetId: id, package: 'app', channel: 'stable', contentKey }) }
 }
 
 /** Frames split into transport chunks at places chosen by the input itself (deterministic). */
@@ -230,16 +243,19 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
     seeds: [
       encodeControl({ op: 'heads', channels: ['stable', 'beta'] }), encodeControl({ op: 'manifest', id: hex('a') }),
       encodeControl({ op: 'push', channel: 'stable' }, [enc.encode('{"signed":{}}')]), encodeControl({ op: 'site', site: 'office', addrs: ['/ip4/127.0.0.1/tcp/1'] }),
-      encodeControl({ op: 'root', version: 2 }),
+      encodeControl({ op: 'root', version: 2 }), encodeControl({ op: 'manifest', id: hex('a'), base: hex('b'), patch: true }),
+      encodeControl({ delta: hex('b'), patch: true }, [enc.encode('SDLT'), Uint8Array.from([0x50, ...new Uint8Array(60)])]),
+      encodeControl({ op: 'manifest-patches', id: hex('a') }), encodeControl({ bases: [hex('b'), hex('c')] }, [Uint8Array.from([0x50, ...new Uint8Array(60)]), Uint8Array.from([0x50, ...new Uint8Array(70)])]),
       encodeControl({ channels: ['stable', 'beta'] }, [enc.encode('{"a":1}'), enc.encode('{"b":2}')]), encodeControl({}, [enc.encode('{"m":1}')]),
       encodeControl({ peers: [{ id: peerId, addrs: ['/ip4/10.0.0.2/tcp/7700'] }] })
     ],
     // the length picks the decoder, so mutations carry every seed to every decoder
     decode: (input) => {
-      switch (input.byteLength % 4) {
+      switch (input.byteLength % 5) {
         case 0: return decodeAnnounceRequest(input)
         case 1: return decodeHeadsReply(input, ['stable', 'beta'])
         case 2: return decodeManifestReply(input, hex('a'))
+        case 3: return decodeManifestPatchesReply(input)
         default: return decodeSiteReply(input)
       }
     }
@@ -254,7 +270,8 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
   'publish request (seed side)': () => ({
     seeds: [
       encodeControl({ op: 'offer' }, [manifestBytes()]), encodeControl({ op: 'commit' }, [manifestBytes()]), encodeControl({ op: 'record' }, records().slice(1, 2)),
-      encodeControl({ op: 'latest', package: 'app', channel: 'stable' }), encodeControl({ op: 'record-seq', package: 'app' })
+      encodeControl({ op: 'latest', package: 'app', channel: 'stable' }), encodeControl({ op: 'record-seq', package: 'app' }),
+      encodeControl({ op: 'commit', patches: [hex('b')] }, [manifestBytes(), patchPair().patch])
     ],
     // and then what the seed does with the bytes it carries before any lookup: decode them
     decode: (input) => {
@@ -395,6 +412,24 @@ export const TARGETS: Record<string, () => FuzzTarget> = {
       decode: (input) => {
         if (input.byteLength === 0 || input.byteLength + HEADER_BYTES + TAG_BYTES > MAX_BLOB_BYTES) return undefined
         return openBlob(sealRaw(k, input[0]!, input.subarray(1)), k, (input.byteLength & 1) === 0 ? { plainSize: 20_000 } : undefined)
+      }
+    }
+  },
+
+  'payload patch (patched manifest reply, as rebuilt)': () => {
+    const p = patchPair()
+    return {
+      seeds: [encodeControl({ delta: p.base.id, patch: true }, [p.stripped, p.patch]), p.inner],
+      // Even lengths: a reply off the wire, decoded and applied as Announce.fetchManifest does (mutated
+      // patches mostly fail their tag). Odd: the patch's delta as sealed by a faulty key holder, so
+      // mutations reach the delta decoder and the ciphertext rebuild.
+      decode: (input) => {
+        if ((input.byteLength & 1) === 0) {
+          const r = decodeManifestReply(input, p.id)
+          return r.patch === undefined ? r : applyPayloadPatch(p.base, r.bytes, r.patch, p.id, contentKey)
+        }
+        const sealed = sealPayloadPatch(input, { baseId: p.base.id, targetId: p.id, package: 'app', channel: 'stable', contentKey })
+        return applyPayloadPatch(p.base, p.stripped, sealed, p.id, contentKey)
       }
     }
   },
