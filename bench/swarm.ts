@@ -80,6 +80,11 @@ export interface SwarmRow {
   uplink_less_manifests_ratio: number
   /** Σ endpoints' bytes.seed ÷ newBlobBytes. */
   seed_ratio: number
+  /** Blob bytes the seed served (its shoal_bytes_served_total) ÷ newBlobBytes: above seed_ratio, blobs sent and never landed (cancelled mid-way). */
+  seed_served_ratio: number
+  /** The seed's TCP segments retransmitted during the phase (nstat in its namespace), and its IP bytes out ÷ the uplink's bytes. */
+  seed_retrans_segs: number
+  seed_ip_out_MB: number
   /** Σ endpoints' bytes.lan ÷ newBlobBytes (ideal N − 1). */
   lan_ratio: number
   ideal_s: number
@@ -119,7 +124,7 @@ export type BenchSwarmResult = Array<SwarmRow | SwarmFailure> | { skipped: strin
 interface RunResult { code: number, stdout: string, stderr: string }
 interface ProcHandle { pid: number, logFile: string, exitCode: number | null, tail: (lines?: number) => string }
 interface DaemonStatus { peerId: string, siteMembers?: number, packages: Array<{ name: string, installed: string | null }>, bytes: { seed: number, lan: number }, manifests?: { seed: number, lan: number, deltas: number, patches?: number } }
-interface ShoalDaemon { name: string, ns: string, proc: ProcHandle, status: () => Promise<DaemonStatus>, multiaddr: () => Promise<string> }
+interface ShoalDaemon { name: string, ns: string, proc: ProcHandle, status: () => Promise<DaemonStatus>, multiaddr: () => Promise<string>, get: (path: string) => Promise<string> }
 interface Testbed {
   prefix: string
   workDir: string
@@ -364,10 +369,14 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
     const seedAddr = await seed.multiaddr()
     // Started a few at a time: 20 Node processes booting at once on 2 cores miss the bed's 30 s
     // readiness wait. The release appears only once all of them are up and know each other.
+    // The default poll interval (60 s), as deployed: the seed pushes each new head to the
+    // endpoints connected to it, and they to their site. The bed's 500 ms polls added ~2.6 KB/s
+    // per endpoint to the uplink (1.4 Mbit/s at 10 endpoints), 120 × what a real site sends.
+    const endpointConfig = { pollInterval: 60_000 }
     const endpoints: ShoalDaemon[] = []
     const eps = tb.sites[0]!.endpoints
     for (let i = 0; i < eps.length; i += 4) {
-      endpoints.push(...await Promise.all(eps.slice(i, i + 4).map(async ep => await tb.startEndpoint(1, ep.index, cache.keysDir, [seedAddr]))))
+      endpoints.push(...await Promise.all(eps.slice(i, i + 4).map(async ep => await tb.startEndpoint(1, ep.index, cache.keysDir, [seedAddr], endpointConfig))))
     }
     await m.waitFor(async () => {
       const sts = await Promise.all(endpoints.map(async d => await d.status().catch(() => null)))
@@ -384,6 +393,8 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       const ideal = newBlobBytes * 8 / o.uplinkRate
       await sleep(2000) // let the previous phase's have-map traffic and writes settle
       const st0 = await Promise.all(endpoints.map(async d => await d.status()))
+      const served0 = await servedBytes(seed)
+      const net0 = await seedNet(m, tb.dcNs)
       const w0 = await tb.wanBytes(1)
       const tPush = Date.now()
       const push = await m.runIn(tb.dcNs, [process.execPath, thisFile, '--push', seedAddr, '--repo', cache.repo, '--manifest', r.manifestPath, '--keys', cache.keysDir], { timeoutMs: 30 * 60_000 })
@@ -428,6 +439,8 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       const seedCpu = cpu(seedPids)
       const mach1 = machineTicks()
       const w1 = await tb.wanBytes(1)
+      const net1 = await seedNet(m, tb.dcNs)
+      const served = await servedBytes(seed) - served0
       const st1 = await Promise.all(endpoints.map(async d => await d.status()))
       for (const st of st1) {
         if (!st.packages.some(p => p.name === PACKAGE && p.installed === r.version)) throw new Error(`${st.peerId}: ${key} not installed: ${JSON.stringify(st.packages)}`)
@@ -460,6 +473,9 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
         manifest_deltas: counted ? mf(st1, 'deltas') - mf(st0, 'deltas') + mf(st1, 'patches') - mf(st0, 'patches') : 0,
         uplink_less_manifests_ratio: (down - manifestSeed) / newBlobBytes,
         seed_ratio: seedBytes / newBlobBytes,
+        seed_served_ratio: served / newBlobBytes,
+        seed_retrans_segs: net1.retrans - net0.retrans,
+        seed_ip_out_MB: (net1.outOctets - net0.outOctets) / 1e6,
         lan_ratio: lanBytes / newBlobBytes,
         ideal_s: ideal,
         complete_s: (tEnd - t0) / 1000,
@@ -477,7 +493,7 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
       }
       rows.push(row)
       log(`N=${N} ${r.label}: push ${((t0 - tPush) / 1000).toFixed(1)} s; uplink ${row.uplink_MB.toFixed(1)} MB = ${row.uplink_ratio.toFixed(3)} × new blobs ` +
-        `(${row.newBlob_MB.toFixed(1)} MB; ${row.uplink_less_manifests_ratio.toFixed(3)} × without the ${row.manifest_seed_MB.toFixed(2)} MB of manifests from the seed, ${row.manifest_deltas} rebuilt from deltas; full manifest ${row.manifest_MB.toFixed(2)} MB), seed ${row.seed_ratio.toFixed(3)} ×, LAN ${row.lan_ratio.toFixed(2)} ×; installed by all in ${row.complete_s.toFixed(1)} s = ` +
+        `(${row.newBlob_MB.toFixed(1)} MB; ${row.uplink_less_manifests_ratio.toFixed(3)} × without the ${row.manifest_seed_MB.toFixed(2)} MB of manifests from the seed, ${row.manifest_deltas} rebuilt from deltas; full manifest ${row.manifest_MB.toFixed(2)} MB), seed ${row.seed_ratio.toFixed(3)} × (served ${row.seed_served_ratio.toFixed(3)} ×; seed IP out ${row.seed_ip_out_MB.toFixed(1)} MB, ${row.seed_retrans_segs} TCP segments retransmitted), LAN ${row.lan_ratio.toFixed(2)} ×; installed by all in ${row.complete_s.toFixed(1)} s = ` +
         `${row.time_ratio.toFixed(2)} × ideal ${row.ideal_s.toFixed(1)} s (uplink 1 % at ${row.uplink1_s.toFixed(1)} s, 99 % at ${row.uplink99_s.toFixed(1)} s, ${row.uplink_Mbps.toFixed(1)} Mbit/s between; downloaded by all at ` +
         `${row.downloaded_s.toFixed(1)} s); CPU endpoints ${epCpu.toFixed(1)} s, seed ${seedCpu.toFixed(1)} s, machine ${row.machine_busy_pct.toFixed(0)} % busy ` +
         `(${row.ours_pct_of_busy.toFixed(0)} % of it ours); RSS ≤ ${row.rss_max_MB.toFixed(0)} MB (mean peak ${row.rss_mean_MB.toFixed(0)} MB)`)
@@ -485,6 +501,22 @@ async function measureSite (m: TestbedModule, cache: Cache, N: number, o: Requir
   } finally {
     await tb.destroy()
   }
+}
+
+/** The seed's blob bytes served so far, from its /metrics. */
+async function servedBytes (seed: ShoalDaemon): Promise<number> {
+  const text = await seed.get('/metrics').catch(() => '')
+  const m = /^shoal_bytes_served_total\{role="seed"\} (\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/m.exec(text)
+  return m === null ? 0 : Number(m[1])
+}
+
+/** The seed namespace's TCP retransmissions and IP bytes sent so far (nstat -az: absolute counters). */
+async function seedNet (m: TestbedModule, ns: string): Promise<{ retrans: number, outOctets: number }> {
+  const r = await m.runIn(ns, ['nstat', '-asz', '--json']).catch(() => null)
+  try {
+    const j = JSON.parse(r?.stdout ?? '') as { kernel?: Record<string, number> }
+    return { retrans: j.kernel?.TcpRetransSegs ?? 0, outOctets: j.kernel?.IpExtOutOctets ?? 0 }
+  } catch { return { retrans: 0, outOctets: 0 } }
 }
 
 function formatTable (rows: SwarmRow[], failures: SwarmFailure[]): string {
