@@ -12,7 +12,7 @@ import { canonicalBytes } from './canonical.js'
 import { validateRolloutPolicy, type RolloutPolicy } from './rollout-policy.js'
 import {
   signEnvelope, encodeEnvelope, verifyThreshold, isExpired, isoSeconds, parseJsonBytes, requireCanonical, decodeEnvelopeShape,
-  signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError, rememberDecodedBody,
+  signedBody, obj, need, list, str, int, timestamp, base64, HEX64, MetadataExpiredError, rememberDecodedBody, forgetDecodedBody,
   type Envelope
 } from './signed.js'
 
@@ -78,6 +78,17 @@ export interface ManifestBody {
   payload: { alg: 'aes-256-gcm', nonce: string, ciphertext: string }
 }
 export type SignedManifest = Envelope<ManifestBody>
+/**
+ * What a verified manifest is still needed for once its payload is open (download, install): the
+ * chunk table, names and rollout. Not the sealed payload — 7.8 MB of base64 text for a release of
+ * 57 000 chunks, held for nothing through the whole download — nor the signatures.
+ */
+export interface ManifestTable { signed: Pick<ManifestBody, 'package' | 'version' | 'chunks' | 'rollout'> }
+
+export function manifestTable (m: SignedManifest): ManifestTable {
+  const { package: pkg, version, chunks, rollout } = m.signed
+  return { signed: { package: pkg, version, chunks, ...(rollout !== undefined ? { rollout } : {}) } }
+}
 
 export class ManifestExpiredError extends MetadataExpiredError {
   constructor (what: string, expires: string, now: Date) {
@@ -292,6 +303,7 @@ function describe (m: SignedManifest): string {
 /**
  * Signed by a threshold of the root's publisher keys, the root itself unexpired, the manifest
  * unexpired (+ grace), and, when given, for the package and channel the caller asked for.
+ * Verifying the same decoded manifest again encodes its body again (its bytes are let go).
  */
 export function verifyManifest (m: SignedManifest, root: SignedRoot, now: Date, opts: { graceSeconds?: number, expectPackage?: string, expectChannel?: string } = {}): void {
   const what = describe(m)
@@ -300,6 +312,8 @@ export function verifyManifest (m: SignedManifest, root: SignedRoot, now: Date, 
   if (opts.expectPackage !== undefined && m.signed.package !== opts.expectPackage) throw new WrongPackageError(`${what} was served where package ${opts.expectPackage} was asked for`)
   if (opts.expectChannel !== undefined && m.signed.channel !== opts.expectChannel) throw new WrongPackageError(`${what} belongs to channel ${m.signed.channel}, not ${opts.expectChannel}`)
   if (isExpired(m.signed.expires, now, opts.graceSeconds)) throw new ManifestExpiredError(what, m.signed.expires, now)
+  // Verified once: callers keep the decoded manifest for a whole download, not its 13 MB of bytes.
+  forgetDecodedBody(m.signed)
 }
 
 /** Decrypts the sealed payload and validates every field of it (see validatePayload). */

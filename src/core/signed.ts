@@ -66,6 +66,15 @@ export function rememberDecodedBody (body: object, bytes: Uint8Array, text: stri
   decodedBodyBytes.set(body, bytes.subarray(at + ',"signed":'.length, bytes.byteLength - 1))
 }
 
+/**
+ * Drops what rememberDecodedBody kept for `body` (a verifier that is done with it): the tail
+ * pins the whole envelope's bytes, 13 MB for a 57 000-chunk manifest held through its download.
+ * A later signingBytes(body) encodes it again.
+ */
+export function forgetDecodedBody (body: object): void {
+  decodedBodyBytes.delete(body)
+}
+
 function deepFreeze (v: unknown): void {
   if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return
   Object.freeze(v)

@@ -7,7 +7,7 @@
 // the chunks wanted whole instead, and is counted and logged.
 import { DeltaRebuildError, planFetch, rebuildChunks, type BaseChunk, type FetchItem, type HeldRelease, type WantedChunk } from '../core/delta-apply.js'
 import { ShoalError } from '../core/errors.js'
-import { decodeManifest, openPayload, type ChunkRef, type ManifestPayload, type SignedManifest } from '../core/manifest.js'
+import { decodeManifest, openPayload, type ChunkRef, type ManifestPayload, type ManifestTable } from '../core/manifest.js'
 import { cidFromHex, cidToHex, MIN_BLOB_BYTES, openBlob, sealWithKey } from '../core/seal.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import type { StateDb } from '../store/state-db.js'
@@ -103,7 +103,7 @@ export class DeltaDownload {
    * Plans a release's download: `have` says which table entries are stored, `releases` are the
    * releases held here (heldReleases). Base blobs are checked on disk before a delta is counted on.
    */
-  static async plan (o: { release: string, manifest: SignedManifest, payload: ManifestPayload, have: HaveMap, releases: HeldRelease[], blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents }): Promise<DeltaDownload> {
+  static async plan (o: { release: string, manifest: ManifestTable, payload: ManifestPayload, have: HaveMap, releases: HeldRelease[], blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents }): Promise<DeltaDownload> {
     const table = distinctChunks(o.manifest.signed.chunks) // the have-map's indices (docs/protocol.md §6.7)
     const present = new Set(table.filter((_, i) => o.have.has(i)).map(c => c.cid))
     const baseHeld = new Map<string, boolean>()

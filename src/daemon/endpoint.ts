@@ -9,7 +9,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CoalescedTask } from '../core/coalesced.js'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
-import { decodeManifest, manifestId, openPayload, verifyManifest, type ChunkRef, type FileEntry, type ManifestPayload, type SignedManifest } from '../core/manifest.js'
+import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ChunkRef, type FileEntry, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
 import { fileBytes, MissingBlobError } from '../core/release.js'
 import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
@@ -468,8 +468,7 @@ export class Endpoint {
     // Halted before anything was fetched: nothing is fetched.
     if (control.halted && current !== entry.version) { await this.markHalted(name, head, entry, rec); return }
 
-    const { manifest, bytes } = await this.manifestFor(head, name, entry)
-    const payload = openPayload(manifest, this.d.contentKey)
+    const { manifest, payload, bytes } = await this.openRelease(head, name, entry)
     const base: ReleaseRecord = {
       package: name, version: entry.version, manifestId: entry.manifest, channel: head.channel, seq: entry.seq,
       state: 'downloading', updatedAt: this.d.now().toISOString()
@@ -552,6 +551,16 @@ export class Endpoint {
     await this.setState(toKey, { ...base, state: 'installing' })
     await this.install(toKey, { ...base, state: 'installing' }, manifest, payload)
     if (await this.d.installer.current(name) === to) await this.markHalted(name, head, entry, await this.d.db.releases.get(key), to)
+  }
+
+  /**
+   * The manifest a verified head names, verified, its payload opened; of the manifest only the
+   * table is returned (a full SignedManifest kept by processRelease held its sealed payload text
+   * through the whole download).
+   */
+  private async openRelease (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: ManifestTable, payload: ManifestPayload, bytes: Uint8Array }> {
+    const { manifest, bytes } = await this.manifestFor(head, name, entry)
+    return { manifest: manifestTable(manifest), payload: openPayload(manifest, this.d.contentKey), bytes }
   }
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
@@ -650,7 +659,7 @@ export class Endpoint {
     if (via !== 'full') await this.d.db.counters.add(`manifest.${via === 'delta' ? 'deltas' : via === 'patch' ? 'patches' : 'refused'}`, 1)
   }
 
-  private async download (key: string, id: string, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {
+  private async download (key: string, id: string, manifest: ManifestTable, payload: ManifestPayload): Promise<void> {
     const table = distinctChunks(manifest.signed.chunks)
     const have = await presentMap(table, this.d.blobs)
     this.haveMaps.set(id, have)
@@ -739,7 +748,7 @@ export class Endpoint {
     this.d.log.info({ release: key, fetched, bytes: prog.bytes }, 'release downloaded')
   }
 
-  private async install (key: string, base: ReleaseRecord, manifest: SignedManifest, payload: ManifestPayload): Promise<void> {
+  private async install (key: string, base: ReleaseRecord, manifest: ManifestTable, payload: ManifestPayload): Promise<void> {
     const chunks = manifest.signed.chunks
     const byPath = new Map<string, FileEntry>(payload.files.map(f => [f.path, f]))
     const getBlob = async (cid: Uint8Array, size: number): Promise<Uint8Array> => {

@@ -3,6 +3,8 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { createHash } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { gcm } from '@noble/ciphers/aes.js'
@@ -13,7 +15,7 @@ import { createRoot, decodeRoot, verifyRoot } from '../../src/core/root.js'
 import { signHead, decodeHead, verifyHead } from '../../src/core/head.js'
 import { encodeEnvelope, signEnvelope } from '../../src/core/signed.js'
 import {
-  buildManifest, decodeManifest, verifyManifest, openPayload, manifestId, checkRelativePath, checkSymlinkTarget, validatePackageName, validateVersion,
+  buildManifest, decodeManifest, verifyManifest, openPayload, manifestId, manifestTable, checkRelativePath, checkSymlinkTarget, validatePackageName, validateVersion,
   ManifestExpiredError, PayloadDecryptError, InvalidPathError, MAX_MANIFEST_BYTES,
   type ManifestPayload, type ManifestBody, type FileEntry
 } from '../../src/core/manifest.js'
@@ -79,6 +81,33 @@ describe('manifest', () => {
     expect(openPayload(back, contentKey)).toEqual(payload)
     const text = dec.decode(m.bytes)
     for (const secret of ['bin/x', hex('b'), 'echo installed', 'first release']) expect(text).not.toContain(secret)
+  })
+
+  it('lets go of the decoded bytes once verified (a large manifest is held through its download), and verifies again all the same', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const m = build()
+    let bytes: Uint8Array | undefined = Uint8Array.from(m.bytes) // its own ArrayBuffer, referenced only here
+    const decoded = decodeManifest(bytes)
+    const held = new WeakRef(bytes.buffer)
+    bytes = undefined
+    verifyManifest(decoded, root, now)
+    // WeakRefs stay alive through the job that made them: collect in a later one.
+    await new Promise(resolve => setTimeout(resolve, 0))
+    gc()
+    expect(held.deref()).toBeUndefined()
+    // Verifying again encodes the body again: still the same signed bytes, still good.
+    verifyManifest(decoded, root, now)
+    expect(code(() => verifyManifest(decoded, root, later))).toBe('ERR_EXPIRED')
+  })
+
+  it('manifestTable keeps what a download and an install read, not the sealed payload or the signatures', () => {
+    const m = build({ rollout: { formatVersion: 1, rings: [{ ring: 'canary', approval: true }] } }).manifest
+    const t = manifestTable(m)
+    expect(t.signed).toEqual({ package: 'app', version: '1.2.3', chunks: m.signed.chunks, rollout: m.signed.rollout })
+    expect(t.signed.chunks).toBe(m.signed.chunks) // shared, not copied
+    expect(Object.keys(t)).toEqual(['signed'])
+    expect(manifestTable(build().manifest).signed).not.toHaveProperty('rollout')
   })
 
   it('seals the payload exactly as specified (independent @noble implementation)', () => {
