@@ -252,12 +252,17 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
     }
 
     let api: ApiServer | undefined
+    const served = { bytes: 0, blobs: 0 }
     if (cfg.api !== null) {
       api = await startApi(cfg.api, {
         status,
         metrics: async () => {
           metrics.blobsStored.set(await storedBlobs())
-          metrics.bytesServed.inc({ role: cfg.role }, 0)
+          // the blobs server counts; the counters catch up with it at each scrape
+          metrics.bytesServed.inc({ role: cfg.role }, serverStats.bytesServed - served.bytes)
+          metrics.blobsServed.inc(serverStats.blobsServed - served.blobs)
+          served.bytes = serverStats.bytesServed
+          served.blobs = serverStats.blobsServed
           return await metrics.text()
         },
         pause: async () => { if (endpoint !== undefined) endpoint.paused = true; log.info('paused') },

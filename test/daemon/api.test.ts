@@ -11,7 +11,7 @@ afterEach(async () => { await fleet?.cleanup(); fleet = undefined })
 describe('local API and shoal status', () => {
   it('serves status, metrics, pause and resume; shoal status prints them', async () => {
     fleet = await Fleet.create('api')
-    await fleet.startSeed()
+    const seed = await fleet.startSeed({ api: '127.0.0.1:0' })
     const e = await fleet.startEndpoint('e1', { api: '127.0.0.1:0' })
     const api = e.api!.address
     const p = await fleet.publish(await makeTree(join(fleet.dir, 'v1'), 1), '1.0.0')
@@ -28,6 +28,11 @@ describe('local API and shoal status', () => {
     const metrics = await (await fetch(`http://${api}/metrics`)).text()
     expect(metrics).toMatch(/shoal_bytes_received_total\{source="seed",role="endpoint"\} [1-9]/)
     expect(metrics).toMatch(/shoal_installs_total\{result="installed",role="endpoint"\} 1/)
+    // the seed's served counters follow its blobs server (they stayed 0 before)
+    const received = status.bytes as { seed: number }
+    const seedMetrics = await (await fetch(`http://${seed.api!.address}/metrics`)).text()
+    expect(seedMetrics).toContain(`shoal_bytes_served_total{role="seed"} ${received.seed}`)
+    expect(seedMetrics).toMatch(/shoal_blobs_served_total\{role="seed"\} [1-9]/)
 
     expect((await fetch(`http://${api}/pause`, { method: 'POST' })).status).toBe(200)
     expect((await (await fetch(`http://${api}/status`)).json() as { paused: boolean }).paused).toBe(true)
