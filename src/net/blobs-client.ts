@@ -84,7 +84,7 @@ export class BlobClient {
    * ≤ maxSize. Throws BlobNotFoundError, BlobBusyError, BlobRemoteError, BlobVerifyError,
    * PeerProtocolError, PeerConnectionError, AdmissionDeniedError, NetTimeoutError or NetAbortedError.
    */
-  async fetch (peer: PeerId | Multiaddr, cid: Uint8Array, maxSize: number, signal?: AbortSignal, onArriving?: () => void): Promise<Uint8Array> {
+  async fetch (peer: PeerId | Multiaddr, cid: Uint8Array, maxSize: number, signal?: AbortSignal, onSent?: () => void): Promise<Uint8Array> {
     if (this.#closed) throw new InvalidArgumentError('this BlobClient is closed')
     if (!(cid instanceof Uint8Array) || cid.byteLength !== CID_BYTES) throw new InvalidArgumentError(`a cid is ${CID_BYTES} bytes`)
     if (!Number.isSafeInteger(maxSize) || maxSize < 0 || maxSize > MAX_BLOB_BYTES) {
@@ -100,7 +100,7 @@ export class BlobClient {
       s.onDead = () => { if (this.#sessions.get(key) === s) this.#sessions.delete(key) }
       s.open()
     }
-    return await session.fetch(Uint8Array.from(cid), maxSize, signal, onArriving)
+    return await session.fetch(Uint8Array.from(cid), maxSize, signal, onSent)
   }
 
   /** Blob bytes received from one peer, or from all peers. */
@@ -163,8 +163,11 @@ interface Pending {
   reject: (err: Error) => void
   sentAt: number
   unlisten?: () => void
-  /** The server started sending the blob (its RESPONSE came): cancelling now wastes bytes. */
-  onArriving?: () => void
+  /**
+   * The request went to the server (it waited in our queue until then, beyond the server's HELLO
+   * limit): cancelling it from now on may cost the bytes already on their way.
+   */
+  onSent?: () => void
 }
 
 class ClientSession {
@@ -243,11 +246,11 @@ class ClientSession {
     return new PeerConnectionError(this.#peer, reason, { cause })
   }
 
-  async fetch (cid: Uint8Array, maxSize: number, signal?: AbortSignal, onArriving?: () => void): Promise<Uint8Array> {
+  async fetch (cid: Uint8Array, maxSize: number, signal?: AbortSignal, onSent?: () => void): Promise<Uint8Array> {
     let resolve!: (blob: Uint8Array) => void
     let reject!: (err: Error) => void
     const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
-    const p: Pending = { cid, maxSize, reqId: -1, phase: 'queued', cancelled: false, size: 0, received: 0, sentAt: 0, resolve, reject, onArriving }
+    const p: Pending = { cid, maxSize, reqId: -1, phase: 'queued', cancelled: false, size: 0, received: 0, sentAt: 0, resolve, reject, onSent }
     if (signal !== undefined) {
       const onAbort = (): void => { this.#cancel(p, abortError(signal)) }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -287,6 +290,7 @@ class ClientSession {
       this.#nextReqId = (this.#nextReqId + 1) >>> 0
       p.phase = 'sent'
       p.sentAt = now
+      p.onSent?.()
       this.#pending.set(p.reqId, p)
       this.#out.push(encodeRequest(p.reqId, p.maxSize, p.cid))
     }
@@ -429,7 +433,6 @@ class ClientSession {
         }
         p.phase = 'receiving'
         p.size = msg.size
-        p.onArriving?.()
         if (!p.cancelled) {
           p.buf = Buffer.allocUnsafe(msg.size) // every byte is written before it is read
         }

@@ -30,6 +30,16 @@ export const SETTLE_MS = 1_000
  * not allow in flight at once, and receives only within its credit window.
  */
 export const WAN_IN_FLIGHT = 512
+/**
+ * WAN requests in flight follow what the WAN delivers: about WAN_AHEAD_MS of it (the blobs
+ * landed over the last WAN_RATE_WINDOW_MS), at least WAN_MIN_IN_FLIGHT, at most WAN_IN_FLIGHT.
+ * 512 requests (~9 MB) were 1.5 s of a whole 50 Mbit/s uplink and ~15 s of one endpoint's share
+ * of it at 10 endpoints: a peer joining then found all of it asked already, and requests waited
+ * in the seed's queue long enough to look stalled. On loopback 512 are ~0.15 s.
+ */
+export const WAN_MIN_IN_FLIGHT = 64
+export const WAN_AHEAD_MS = 1_000
+export const WAN_RATE_WINDOW_MS = 2_000
 /** LAN requests in flight per site peer. */
 export const LAN_PER_PEER = 16
 /** The loop's timer: re-divides the WAN share and notices stalls. */
@@ -138,8 +148,10 @@ export class ReleaseFetch {
   private wanFailures = 0
   private wanHoldUntil = 0
   private wanHoldTimer: NodeJS.Timeout | undefined
-  /** WAN requests whose blob is arriving: a join does not cancel those (their bytes are on the way). */
-  private readonly wanArriving = new Set<number>()
+  /** WAN requests sent to the seed: a join does not cancel those (their bytes may be on the way). */
+  private readonly wanSent = new Set<number>()
+  /** When WAN blobs landed lately, for the in-flight limit. */
+  private readonly wanLanded: number[] = []
 
   constructor (private readonly o: ReleaseFetchOptions) {
     this.table = distinctChunks(o.chunks)
@@ -153,6 +165,18 @@ export class ReleaseFetch {
       wanInFlight: WAN_IN_FLIGHT,
       perPeerInFlight: LAN_PER_PEER
     })
+    this.scheduler.setWanLimit(WAN_MIN_IN_FLIGHT)
+  }
+
+  // The blobs the WAN delivered over the last window, in requests' worth of WAN_AHEAD_MS.
+  private adaptWanLimit (): void {
+    const now = Date.now()
+    while (this.wanLanded.length > 0 && this.wanLanded[0]! < now - WAN_RATE_WINDOW_MS) this.wanLanded.shift()
+    const n = this.wanLanded.length
+    if (n === 0) { this.scheduler.setWanLimit(WAN_MIN_IN_FLIGHT); return }
+    // blobs per ms over the window (or since the first landing, when younger), times the lead
+    const span = Math.max(TICK_MS, now - this.wanLanded[0]!)
+    this.scheduler.setWanLimit(Math.max(WAN_MIN_IN_FLIGHT, Math.ceil(n / span * WAN_AHEAD_MS)))
   }
 
   /** Fetching from the WAN right now (counts in the site's wanRate share). */
@@ -168,7 +192,7 @@ export class ReleaseFetch {
         const want = m.wants.get(this.o.release)
         if (bits !== undefined) {
           const have = HaveMap.decode(bits, this.table.length)
-          this.cancel(this.scheduler.peerJoined(m.id, m.weight, have, want !== undefined ? HaveMap.decode(want, this.table.length) : undefined, i => !this.wanArriving.has(i)))
+          this.cancel(this.scheduler.peerJoined(m.id, m.weight, have, want !== undefined ? HaveMap.decode(want, this.table.length) : undefined, i => !this.wanSent.has(i)))
         }
       } else {
         this.scheduler.peerHave(m.id, indices)
@@ -231,6 +255,7 @@ export class ReleaseFetch {
     let ticks = 0
     const tick = setInterval(() => {
       this.shareWan()
+      this.adaptWanLimit()
       // A lost increment (a busy peer, a hello that crossed ours) would leave someone waiting for
       // a chunk we hold until the stall timeout; a periodic full hello resynchronises everyone.
       if (++ticks % RESYNC_TICKS === 0) void site?.rehello()
@@ -294,7 +319,12 @@ export class ReleaseFetch {
           this.localFailure ??= err instanceof Error ? err : new Error(String(err))
           return
         }
-        if (from === WAN) { this.wanOkAt = Date.now(); this.wanFailures = 0 }
+        if (from === WAN) {
+          this.wanOkAt = Date.now()
+          this.wanFailures = 0
+          this.wanLanded.push(this.wanOkAt)
+          if (this.wanLanded.length % 64 === 0) this.adaptWanLimit() // a fast WAN opens up sooner than the tick
+        }
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
         this.o.site?.have(this.o.release, index)
@@ -356,10 +386,10 @@ export class ReleaseFetch {
   private async fetchOne (index: number, c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
     if (from === WAN) {
       try {
-        const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft, () => this.wanArriving.add(index))
+        const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft, () => this.wanSent.add(index))
         return { blob, source: source.kind }
       } finally {
-        this.wanArriving.delete(index)
+        this.wanSent.delete(index)
       }
     }
     return { blob: await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal), source: from }

@@ -120,6 +120,8 @@ export class Scheduler {
   private readonly isBanned: (peer: string) => boolean
   private readonly rendezvousKey: (peerId: string, cid: string) => number
   private readonly o: { stallMs: number, perPeerInFlight: number, wanInFlight: number, endgameChunks: number, endgameCopies: number }
+  /** WAN requests planned at most at once now (≤ the wanInFlight option; setWanLimit). */
+  private wanLimit: number
   private readonly members = new Map<string, Member>()
   /** Unweighted rendezvous keys by peer, per chunk index (NaN until computed). */
   private readonly keys = new Map<string, Float64Array>()
@@ -165,6 +167,7 @@ export class Scheduler {
       endgameChunks: o.endgameChunks ?? ENDGAME_CHUNKS,
       endgameCopies: o.endgameCopies ?? ENDGAME_COPIES
     }
+    this.wanLimit = this.o.wanInFlight
     this.salt = salt(o.self)
     this.avail = new Int32Array(this.chunkCount)
     const tie = (i: number): number => mix32(i ^ this.salt)
@@ -213,6 +216,11 @@ export class Scheduler {
     return this.wanFlight > 0
   }
 
+  /** Plans at most `n` WAN requests at once from now on (1 … the wanInFlight option). */
+  setWanLimit (n: number): void {
+    this.wanLimit = Math.max(1, Math.min(this.o.wanInFlight, Math.floor(n)))
+  }
+
   setWeight (weight: number): void {
     if (weight === this.weight) return
     this.weight = weight
@@ -228,8 +236,8 @@ export class Scheduler {
    * only part of the table, its want-map (undefined: everything). Again for an update.
    *
    * Returns my WAN requests in flight that the newcomer (or its new weight or wants) takes from me:
-   * chunks it now owns or already holds, among those `cancellable` (the caller's: not yet arriving,
-   * so cancelling wastes no byte). The caller cancels them; a WAN request kept after a join
+   * chunks it now owns or already holds, among those `cancellable` (the caller's: not yet sent to
+   * the seed, so cancelling wastes no byte). The caller cancels them; a WAN request kept after a join
    * is a chunk crossing the WAN twice, once for me and once for its new owner (the first peer to
    * learn of a release fetched ~9 MB of chunks alone before the others' hellos came in; 1.1 × the
    * release from the seed at 10 endpoints, docs/bench-swarm.md).
@@ -436,7 +444,7 @@ export class Scheduler {
         // Nobody here holds it: its owner fetches it from the WAN. owner() (which also notices
         // stalls) runs only while I have WAN room: ranking every chunk of a large release on every
         // plan cost seconds (a SHA-256 per peer per chunk); a stall matters only when I can act on it.
-        if (asked !== undefined || this.wanFlight >= this.o.wanInFlight || this.owner(i) !== this.self) continue
+        if (asked !== undefined || this.wanFlight >= this.wanLimit || this.owner(i) !== this.self) continue
         wan.push(i)
         this.flight.set(i, new Set([WAN]))
         this.wanFlight++

@@ -19,16 +19,16 @@ export interface WanSource {
   readonly kind: WanSourceKind
   /** The seed's multiaddr or the origin's base URL, for logs. */
   readonly name: string
-  /** `onArriving`: the blob's bytes start coming (cancelling from then on wastes them). */
-  fetch: (cid: Uint8Array, maxSize: number, signal: AbortSignal, onArriving?: () => void) => Promise<Uint8Array>
+  /** `onSent`: the request left for the source (cancelling from then on may waste bytes on their way). */
+  fetch: (cid: Uint8Array, maxSize: number, signal: AbortSignal, onSent?: () => void) => Promise<Uint8Array>
 }
 
 export function seedSource (client: BlobClient, addr: Multiaddr | PeerId): WanSource {
-  return { kind: 'seed', name: addr.toString(), fetch: async (cid, maxSize, signal, onArriving) => await client.fetch(addr, cid, maxSize, signal, onArriving) }
+  return { kind: 'seed', name: addr.toString(), fetch: async (cid, maxSize, signal, onSent) => await client.fetch(addr, cid, maxSize, signal, onSent) }
 }
 
 export function originSource (client: OriginClient): WanSource {
-  return { kind: 'origin', name: client.base, fetch: async (cid, maxSize, signal, onArriving) => { onArriving?.(); return await client.blob(cid, maxSize, signal) } }
+  return { kind: 'origin', name: client.base, fetch: async (cid, maxSize, signal, onSent) => { onSent?.(); return await client.blob(cid, maxSize, signal) } }
 }
 
 /** A failed source is tried after the healthy ones for this long. */
@@ -74,7 +74,7 @@ export class WanSources {
    * (stop/pause) only keeps new attempts from starting. Throws the last source's error when
    * every source failed.
    */
-  async fetch (cid: Uint8Array, maxSize: number, signal: AbortSignal, soft?: AbortSignal, onArriving?: () => void): Promise<WanFetchResult> {
+  async fetch (cid: Uint8Array, maxSize: number, signal: AbortSignal, soft?: AbortSignal, onSent?: () => void): Promise<WanFetchResult> {
     const giveUpAt = this.now() + BUSY_RETRY_FOR_MS
     for (;;) {
       const order = this.order()
@@ -84,7 +84,7 @@ export class WanSources {
       for (const source of order) {
         await this.bucket.take(maxSize, signal, soft)
         try {
-          const blob = await source.fetch(cid, maxSize, signal, onArriving)
+          const blob = await source.fetch(cid, maxSize, signal, onSent)
           this.downUntil.delete(source)
           return { blob, source }
         } catch (err) {
