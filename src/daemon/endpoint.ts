@@ -735,6 +735,8 @@ export class Endpoint {
       const installed = await this.installedTree(manifest.signed.package, manifest.signed.version)
       const res = await this.d.installer.install(releaseSpec({ manifest, payload, blobs: this.d.blobs, ...(installed !== undefined ? { installed } : {}) }), { hookTimeoutMs: this.d.cfg.hookTimeout })
       this.d.metrics.installs.inc({ result: res.status })
+      this.d.metrics.installReuse.inc({ result: 'reused' }, res.reused)
+      this.d.metrics.installReuse.inc({ result: 'failed' }, res.reuseFailed)
       await this.setState(key, { ...base, state: 'installed', previous: res.previous })
       this.d.log.info({ release: key, status: res.status, previous: res.previous, reused: res.reused, reuseFailed: res.reuseFailed }, 'release installed')
       await this.retain(manifest.signed.package, res.previous)
