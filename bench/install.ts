@@ -7,7 +7,7 @@
 // per MiB. Nothing else runs in the process meanwhile, so CPU is the install's. v2 is installed
 // twice over v1: from blobs only, then (after switching back to v1) reusing v1's tree.
 //
-//   npm run build && node dist/bench/install.js [--bytes N] [--cpu-prof DIR] [--keep]
+//   npm run build && node dist/bench/install.js [--bytes N] [--in-order] [--cpu-prof DIR] [--keep]
 // --cpu-prof profiles each install (node:inspector) into DIR/<v>.cpuprofile and prints the
 // functions with the most self time.
 import '../src/polyfills.js'
@@ -33,7 +33,7 @@ const SMALL_FILES = 40
 const SMALL_SHARE = 0.10
 const CHANGED = 0.10
 
-export interface BenchInstallOptions { bytes: number, cpuProfDir?: string, keep?: boolean, log?: (l: string) => void }
+export interface BenchInstallOptions { bytes: number, cpuProfDir?: string, keep?: boolean, inOrder?: boolean, log?: (l: string) => void }
 
 async function writeRandom (path: string, bytes: number, at = 0, fh?: Awaited<ReturnType<typeof open>>): Promise<void> {
   const f = fh ?? await open(path, 'w')
@@ -87,7 +87,11 @@ export async function benchInstall (opts: BenchInstallOptions): Promise<Array<Re
         if (p === undefined) continue
         const manifest = decodeManifest(await readFile(p.manifestPath))
         // what a download leaves: every blob of the release in the pack store, synced
-        for (const c of manifest.signed.chunks) {
+        // in a shuffled order by default: a swarm's blobs land in no particular order, so a file's
+        // chunks are spread over the packs (--in-order: as published, the best case for getMany)
+        const table = [...manifest.signed.chunks]
+        if (opts.inOrder !== true) for (let i = table.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [table[i], table[j]] = [table[j]!, table[i]!] }
+        for (const c of table) {
           const cid = cidFromHex(c.cid)
           if (await packs.has(cid)) continue
           const blob = await repo.get(cid)
@@ -160,6 +164,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     bytes: Number(arg('--bytes') ?? 200 * MiB),
     ...(prof !== undefined ? { cpuProfDir: resolve(prof) } : {}),
     keep: process.argv.includes('--keep'),
+    inOrder: process.argv.includes('--in-order'),
     log: (l) => { console.log(l) }
   }))
 }

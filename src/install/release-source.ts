@@ -13,6 +13,7 @@ import { cidFromHex, openBlob } from '../core/seal.js'
 import { ShoalError } from '../core/errors.js'
 import type { ChunkRef, FileChunk, FileEntry, ManifestPayload, SignedManifest } from '../core/manifest.js'
 import type { BlobStorage } from '../store/blob-store.js'
+import { InstalledTreeChangedError } from './errors.js'
 import { resolveInside } from './paths.js'
 import type { InstallFile, InstallSpec } from './stage.js'
 
@@ -97,7 +98,7 @@ async function * oldAndBlobPlaintext (entry: FileEntry, table: readonly ChunkRef
       const buf = Buffer.allocUnsafe(end - first.off)
       for (let got = 0; got < buf.byteLength;) {
         const { bytesRead } = await cur.fh.read(buf, got, buf.byteLength - got, first.off + got)
-        if (bytesRead === 0) throw new ShoalError('ERR_INSTALLED_CHANGED', `${first.path} in ${dir} is shorter than installed`)
+        if (bytesRead === 0) throw new InstalledTreeChangedError(first.path, dir, 'got shorter')
         got += bytesRead
       }
       yield buf
@@ -114,7 +115,7 @@ const READ_INSTALLED = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_N
 async function openInstalled (dir: string, path: string): Promise<FileHandle> {
   const fh = await open(resolveInside(dir, path), READ_INSTALLED)
   try {
-    if (!(await fh.stat()).isFile()) throw new ShoalError('ERR_INSTALLED_CHANGED', `${path} in ${dir} is no longer a regular file`)
+    if (!(await fh.stat()).isFile()) throw new InstalledTreeChangedError(path, dir, 'is no longer a regular file')
     return fh
   } catch (err) {
     await fh.close()
