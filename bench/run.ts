@@ -18,6 +18,7 @@ import { benchDeltaReleases } from './delta-releases.js'
 import { benchSwarm } from './swarm.js'
 import { benchScale } from './scale.js'
 import { benchLoad } from './load.js'
+import { benchInstall } from './install.js'
 
 const MiB = 1024 * 1024
 const arg = (name: string): string | undefined => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
@@ -33,6 +34,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   delta: async () => await benchDelta(),
   'delta-releases': async () => await benchDeltaReleases(),
   swarm: async () => await benchSwarm({ bytes: Math.min(bytes, 200 * MiB), endpoints: arg('--endpoints')?.split(',').map(Number), log: (l) => { console.log(l) } }),
+  install: async () => await benchInstall({ bytes: Math.min(bytes, 200 * MiB), log: (l) => { console.log(l) } }),
   daemon: async () => await benchDaemon({ bytes, log: (l) => { console.log(l) } }),
   net: async () => await benchNet({ bytes } as Parameters<typeof benchNet>[0]),
   scale: async () => await benchScale({ full: process.argv.includes('--full'), log: (l) => { console.log(l) } }),

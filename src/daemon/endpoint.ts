@@ -9,14 +9,13 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CoalescedTask } from '../core/coalesced.js'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
-import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ChunkRef, type FileEntry, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
-import { fileBytes, MissingBlobError } from '../core/release.js'
+import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ChunkRef, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
 import { MetadataExpiredError } from '../core/signed.js'
 import { HookFailedError } from '../install/errors.js'
 import type { Installer } from '../install/installer.js'
-import type { InstallFile } from '../install/stage.js'
+import { releaseSpec } from '../install/release-source.js'
 import type { BlobClient } from '../net/blobs.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { BlobVerifyError } from '../net/errors.js'
@@ -749,24 +748,14 @@ export class Endpoint {
   }
 
   private async install (key: string, base: ReleaseRecord, manifest: ManifestTable, payload: ManifestPayload): Promise<void> {
-    const chunks = manifest.signed.chunks
-    const byPath = new Map<string, FileEntry>(payload.files.map(f => [f.path, f]))
-    const getBlob = async (cid: Uint8Array, size: number): Promise<Uint8Array> => {
-      const blob = await this.d.blobs.get(cid, { maxSize: size }) // reads stop at the signed length
-      if (blob === null) throw new MissingBlobError(Buffer.from(cid).toString('hex'), this.d.blobs.dir)
-      return blob
-    }
     try {
-      const res = await this.d.installer.install({
-        package: manifest.signed.package,
-        version: manifest.signed.version,
-        files: payload.files as InstallFile[],
-        ...(payload.hooks !== undefined ? { hooks: payload.hooks } : {}),
-        open: (file) => fileBytes(byPath.get(file.path) as FileEntry, chunks, getBlob)
-      }, { hookTimeoutMs: this.d.cfg.hookTimeout })
+      const installed = await this.installedTree(manifest.signed.package, manifest.signed.version)
+      const res = await this.d.installer.install(releaseSpec({ manifest, payload, blobs: this.d.blobs, ...(installed !== undefined ? { installed } : {}) }), { hookTimeoutMs: this.d.cfg.hookTimeout })
       this.d.metrics.installs.inc({ result: res.status })
+      this.d.metrics.installReuse.inc({ result: 'reused' }, res.reused)
+      this.d.metrics.installReuse.inc({ result: 'failed' }, res.reuseFailed)
       await this.setState(key, { ...base, state: 'installed', previous: res.previous })
-      this.d.log.info({ release: key, status: res.status, previous: res.previous }, 'release installed')
+      this.d.log.info({ release: key, status: res.status, previous: res.previous, reused: res.reused, reuseFailed: res.reuseFailed }, 'release installed')
       await this.retain(manifest.signed.package, res.previous)
     } catch (err) {
       // The installer removed what it wrote (docs/install.md); the install is retried when space returns.
@@ -779,6 +768,25 @@ export class Endpoint {
         error: { code: err.code, message: err.message, exitCode: err.exitCode ?? undefined, logTail: err.logTail }
       })
       this.d.log.error({ release: key, hook: err.hook, exitCode: err.exitCode, active: err.activeVersion }, 'install failed; previous version kept')
+    }
+  }
+
+  /**
+   * The tree and payload of the version installed now, when it is not `version` and its manifest
+   * is still held: an update reads its unchanged chunks from there (release-source.ts). Only a
+   * guide, every file is checked against the new manifest, so anything amiss just means no reuse.
+   */
+  private async installedTree (pkg: string, version: string): Promise<{ dir: string, payload: ManifestPayload } | undefined> {
+    try {
+      const current = await this.d.installer.current(pkg)
+      if (current === null || current === version) return undefined
+      const rec = await this.d.db.releases.get(this.releaseKey(pkg, current))
+      const bytes = rec === null ? null : await this.d.db.manifests.get(rec.manifestId)
+      if (bytes === null) return undefined
+      return { dir: this.d.installer.dirOf(pkg, current), payload: openPayload(decodeManifest(bytes), this.d.contentKey) }
+    } catch (err) {
+      this.d.log.debug({ err, package: pkg }, 'installed version not usable as a source; installing from blobs only')
+      return undefined
     }
   }
 

@@ -113,3 +113,16 @@ export class InstallStateError extends ShoalError {
     super('ERR_INSTALL_STATE', message, options)
   }
 }
+
+/**
+ * A file of the installed tree is not what its manifest installed (changed, shortened or replaced
+ * locally): an update does not read chunks from it. Caught by writeTree, which writes that file
+ * from blobs instead; never reaches a caller.
+ */
+export class InstalledTreeChangedError extends ShoalError {
+  readonly path: string
+  constructor (path: string, dir: string, what: string) {
+    super('ERR_INSTALLED_CHANGED', `${JSON.stringify(path)} in ${dir} ${what} since it was installed; it is written from blobs`)
+    this.path = path
+  }
+}

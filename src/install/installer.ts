@@ -39,6 +39,9 @@ export interface InstallResult {
   dir: string
   files: number
   bytes: number
+  /** Files taken from the installed version by `spec.reuse` (verified), and guesses that failed. */
+  reused: number
+  reuseFailed: number
   hooks: { preinstall?: HookResult, postinstall?: HookResult }
 }
 
@@ -129,7 +132,7 @@ export class Installer {
       await this.recoverLocked(pkg)
       const previous = await this.readCurrent(pkg)
       const dir = this.dirOf(pkg, version)
-      const result: InstallResult = { status: 'noop', package: pkg, version, previous, dir, files: plan.files.length, bytes: plan.totalBytes, hooks: {} }
+      const result: InstallResult = { status: 'noop', package: pkg, version, previous, dir, files: plan.files.length, bytes: plan.totalBytes, reused: 0, reuseFailed: 0, hooks: {} }
       if (previous === version) return result
       result.status = 'installed'
 
@@ -138,7 +141,9 @@ export class Installer {
       await mkdir(vdir, { recursive: true, mode: 0o755 })
       await this.removeVersion(pkg, version) // a stale, non-current copy: rebuild rather than trust
       const staging = join(pdir, `${STAGING}${version}-${randomSuffix()}`)
-      await writeTree(staging, spec, { allowSetid: this.opts.allowSetid, onProgress: opts.onProgress })
+      const written = await writeTree(staging, spec, { allowSetid: this.opts.allowSetid, onProgress: opts.onProgress })
+      result.reused = written.reused
+      result.reuseFailed = written.reuseFailed
       await rename(staging, dir)
       await fsyncDir(pdir)
       await fsyncDir(vdir)

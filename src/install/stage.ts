@@ -2,7 +2,7 @@
 // written, every file streamed and hashed as it is written, then fsynced, then modes applied and
 // folders fsynced. Used by the installer (into its staging folder) and by `shoal extract --to`.
 import { constants } from 'node:fs'
-import { chmod, lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises'
+import { chmod, lstat, mkdir, open, readdir, rm, symlink, type FileHandle } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { FileHashMismatchError, InvalidTreeError, TargetNotEmptyError, UnsafeModeError } from './errors.js'
@@ -29,8 +29,17 @@ export interface InstallSpec {
   files: InstallFile[]
   /** Script text (signed, from the manifest payload), run with /bin/sh -e. */
   hooks?: { preinstall?: string, postinstall?: string }
-  /** Streams one regular file's plaintext bytes (the caller decrypts/verifies chunks). */
+  /**
+   * Streams one regular file's plaintext bytes (the caller decrypts/verifies chunks). A piece must
+   * stay unchanged once yielded: pieces are written in batches, after later ones were read.
+   */
   open: (file: InstallFile) => AsyncIterable<Uint8Array>
+  /**
+   * A cheaper, unverified guess at a file's bytes (an update reads unchanged chunks from the
+   * installed version's tree), or undefined. Checked like `open`'s bytes; on a size or SHA-256
+   * mismatch, or any error of the guess, the file is emptied and written again from `open`.
+   */
+  reuse?: (file: InstallFile) => AsyncIterable<Uint8Array> | undefined
 }
 
 export interface StageProgress {
@@ -50,7 +59,15 @@ export interface WriteTreeOptions {
   concurrency?: number
 }
 
-export interface WriteTreeResult { files: number, dirs: number, symlinks: number, bytes: number }
+export interface WriteTreeResult {
+  files: number
+  dirs: number
+  symlinks: number
+  bytes: number
+  /** Files written from `spec.reuse` (verified), and files whose guess failed and came from `open`. */
+  reused: number
+  reuseFailed: number
+}
 
 interface Planned { path: string, mode: number, size: number, sha256: string, target: string, file: InstallFile }
 
@@ -147,6 +164,8 @@ export async function writeTree (dir: string, spec: InstallSpec, opts: WriteTree
     for (const d of plan.dirs) await mkdir(resolveInside(dir, d.path), { mode: 0o700 })
     let done = 0
     let bytes = 0
+    let reused = 0
+    let reuseFailed = 0
     const report = (path: string, files: number): void => {
       opts.onProgress?.({ path, files, totalFiles: plan.files.length, bytes, totalBytes: plan.totalBytes })
     }
@@ -160,12 +179,15 @@ export async function writeTree (dir: string, spec: InstallSpec, opts: WriteTree
         const i = next++
         const f = plan.files[i] as Planned
         let sinceReport = 0
+        const onBytes = (n: number): void => {
+          bytes += n
+          sinceReport += n
+          if (sinceReport >= PROGRESS_EVERY) { sinceReport = 0; report(f.path, done) }
+        }
         try {
-          await writeOneFile(paths[i] as string, f, spec.open(f.file), (n) => {
-            bytes += n
-            sinceReport += n
-            if (sinceReport >= PROGRESS_EVERY) { sinceReport = 0; report(f.path, done) }
-          })
+          const outcome = await writeOneFile(paths[i] as string, f, spec, onBytes)
+          if (outcome === 'reused') reused++
+          else if (outcome === 'reuse-failed') reuseFailed++
         } catch (err) {
           failed = true
           throw err
@@ -187,37 +209,90 @@ export async function writeTree (dir: string, spec: InstallSpec, opts: WriteTree
     for (const d of deepestFirst) await fsyncDir(resolveInside(dir, d.path))
     await fsyncDir(dir)
     if (created) await fsyncDir(dirname(dir))
-    return { files: plan.files.length, dirs: plan.dirs.length, symlinks: plan.symlinks.length, bytes }
+    return { files: plan.files.length, dirs: plan.dirs.length, symlinks: plan.symlinks.length, bytes, reused, reuseFailed }
   } catch (err) {
     await undo(dir, created)
     throw err
   }
 }
 
-async function writeOneFile (abs: string, f: Planned, source: AsyncIterable<Uint8Array>, onBytes: (n: number) => void): Promise<void> {
+/** Writes one file from `spec.reuse` if it offers a guess that verifies, else from `spec.open`. */
+async function writeOneFile (abs: string, f: Planned, spec: InstallSpec, onBytes: (n: number) => void): Promise<'reused' | 'reuse-failed' | 'opened'> {
   const fh = await open(abs, CREATE_NEW, 0o600)
   try {
-    const hash = createHash('sha256')
-    let n = 0
-    for await (const piece of source) {
-      // Stop an endless or oversized stream at the declared size instead of filling the disk.
-      if (n + piece.byteLength > f.size) throw new FileHashMismatchError(f.path, 'size', f.size, `more than ${f.size}`)
-      hash.update(piece)
-      let off = 0
-      while (off < piece.byteLength) {
-        const { bytesWritten } = await fh.write(piece, off, piece.byteLength - off)
-        off += bytesWritten
+    const guess = spec.reuse?.(f.file)
+    let outcome: 'reused' | 'reuse-failed' | 'opened' = 'opened'
+    if (guess !== undefined) {
+      let counted = 0
+      try {
+        await writeStream(fh, f, guess, (n) => { counted += n; onBytes(n) })
+        outcome = 'reused'
+      } catch {
+        // Whatever went wrong (a locally changed or missing file, a short read), the verified
+        // source decides: start the file again from empty.
+        onBytes(-counted)
+        await fh.truncate(0)
+        outcome = 'reuse-failed'
       }
-      n += piece.byteLength
-      onBytes(piece.byteLength)
     }
-    if (n !== f.size) throw new FileHashMismatchError(f.path, 'size', f.size, n)
-    const actual = hash.digest('hex')
-    if (actual !== f.sha256) throw new FileHashMismatchError(f.path, 'sha256', f.sha256, actual)
+    if (outcome !== 'reused') await writeStream(fh, f, spec.open(f.file), onBytes)
     // fchmod on the descriptor: exact bits whatever the umask, and no path lookup to redirect.
     await fh.chmod(f.mode)
+    return outcome
   } finally {
     await fh.close()
+  }
+}
+
+/** Streams `source` into `fh` from offset 0, checking it against `f`'s size and SHA-256. */
+async function writeStream (fh: FileHandle, f: Planned, source: AsyncIterable<Uint8Array>, onBytes: (n: number) => void): Promise<void> {
+  const hash = createHash('sha256')
+  let n = 0
+  // Pieces go down in batches (one writev per MiB): a write per 16 KiB chunk cost a thread-pool
+  // hop and a promise each, as much CPU as hashing the chunk (docs/install.md, "Cost").
+  const batch: Uint8Array[] = []
+  let batched = 0
+  for await (const piece of source) {
+    // Stop an endless or oversized stream at the declared size instead of filling the disk.
+    if (n + piece.byteLength > f.size) throw new FileHashMismatchError(f.path, 'size', f.size, `more than ${f.size}`)
+    hash.update(piece)
+    batch.push(piece)
+    batched += piece.byteLength
+    if (batched >= WRITE_BATCH_BYTES || batch.length >= WRITE_BATCH_PIECES) {
+      await writevAll(fh, batch, batched, n + piece.byteLength - batched)
+      batch.length = 0
+      batched = 0
+    }
+    n += piece.byteLength
+    onBytes(piece.byteLength)
+  }
+  await writevAll(fh, batch, batched, n - batched)
+  if (n !== f.size) throw new FileHashMismatchError(f.path, 'size', f.size, n)
+  const actual = hash.digest('hex')
+  if (actual !== f.sha256) throw new FileHashMismatchError(f.path, 'sha256', f.sha256, actual)
+}
+
+const WRITE_BATCH_BYTES = 1024 * 1024
+/** Below IOV_MAX (1024 on Linux). */
+const WRITE_BATCH_PIECES = 512
+
+/** Writes `pieces` (`bytes` in all) at `pos`, whatever short writes the kernel makes. */
+async function writevAll (fh: FileHandle, pieces: Uint8Array[], bytes: number, pos: number): Promise<void> {
+  if (bytes === 0) return
+  let { bytesWritten } = await fh.writev(pieces, pos)
+  if (bytesWritten === bytes) return
+  // A short write (rare for a regular file): the rest, piece by piece.
+  let at = pos
+  for (const p of pieces) {
+    if (bytesWritten >= p.byteLength) { bytesWritten -= p.byteLength; at += p.byteLength; continue }
+    let off = bytesWritten
+    bytesWritten = 0
+    at += off
+    while (off < p.byteLength) {
+      const w = (await fh.write(p, off, p.byteLength - off, at)).bytesWritten
+      off += w
+      at += w
+    }
   }
 }
 

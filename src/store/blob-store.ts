@@ -49,6 +49,13 @@ export interface GetOptions {
   maxSize?: number
 }
 
+export interface BlobWant { cid: Uint8Array, maxSize?: number }
+
+/** `getMany` as one `get` per blob, all at once. */
+export async function getEach (store: Pick<BlobStorage, 'get'>, wants: readonly BlobWant[]): Promise<Array<Uint8Array | null>> {
+  return await Promise.all(wants.map(async w => await store.get(w.cid, w.maxSize !== undefined ? { maxSize: w.maxSize } : {})))
+}
+
 /**
  * What the daemon needs of a blob store. Two implementations: `BlobStore` (a file per blob, the
  * repository and origin layout) and `PackStore` (pack files, the daemon's state directory).
@@ -59,6 +66,11 @@ export interface BlobStorage {
   has: (cid: Uint8Array) => Promise<boolean>
   size: (cid: Uint8Array) => Promise<number | null>
   get: (cid: Uint8Array, opts?: GetOptions) => Promise<Uint8Array | null>
+  /**
+   * `get` of many blobs at once, for bulk readers (the installer): a store may serve neighbours
+   * with one read. Same checks per blob as `get`; null where a blob is absent.
+   */
+  getMany: (wants: readonly BlobWant[]) => Promise<Array<Uint8Array | null>>
   put: (cid: Uint8Array, blob: Uint8Array, opts?: PutOptions) => Promise<boolean>
   delete: (cid: Uint8Array) => Promise<void>
   list: () => AsyncGenerator<Uint8Array>
@@ -193,6 +205,10 @@ export class BlobStore implements BlobStorage {
       return null
     }
     return blob
+  }
+
+  async getMany (wants: readonly BlobWant[]): Promise<Array<Uint8Array | null>> {
+    return await getEach(this, wants)
   }
 
   /**

@@ -81,6 +81,9 @@ describe('endpoints use delta blobs', () => {
       expect(s.deltas.fallbacks).toBe(0)
       expect(s.deltas.lastFallback).toBeUndefined()
       expect(await e.metrics.text()).toMatch(/shoal_delta_chunks_rebuilt_total\{role="endpoint"\} [1-9]/)
+      // the update read v2's unchanged chunks from the installed v1 tree (release-source.ts)
+      expect(await e.metrics.text()).toMatch(/shoal_install_reused_files_total\{result="reused",role="endpoint"\} [1-9]/)
+      expect(await e.metrics.text()).toMatch(/shoal_install_reused_files_total\{result="failed",role="endpoint"\} 0/)
     }
 
     // v3 names deltas against v2 and v1: the endpoint that skipped v2 uses the ones against v1.

@@ -107,4 +107,56 @@ describe('writeTree', () => {
     await writeTree(join(t.dir, 'o'), spec)
     expect((await stat(join(t.dir, 'o', 'f'))).mode & 0o7777).toBe(0o640)
   })
+
+  it('writes a file of many pieces in batches, byte-identical (3 MiB in 7000-byte pieces)', async () => {
+    const t = await tempDir()
+    cleanup = t.cleanup
+    const spec = memSpec('p', '1', [{ path: 'big', content: seededBytes('batches', 3 * 1024 * 1024 + 17) }, { path: 'one', content: 'y' }])
+    const res = await writeTree(join(t.dir, 'o'), spec)
+    expect(res).toMatchObject({ bytes: 3 * 1024 * 1024 + 18, reused: 0, reuseFailed: 0 })
+    expect(await snapshot(join(t.dir, 'o'))).toEqual(expectedSnapshot(spec.files))
+  })
+
+  it('a reuse guess that verifies is kept; a wrong, long, short or failing one is replaced from open', async () => {
+    const t = await tempDir()
+    cleanup = t.cleanup
+    const big = seededBytes('reuse', 1_500_000)
+    const spec = memSpec('p', '1', [
+      { path: 'right', content: big },
+      { path: 'wrong', content: big },
+      { path: 'long', content: 'abc' },
+      { path: 'short', content: big },
+      { path: 'throws', content: big },
+      { path: 'none', content: 'n' }
+    ])
+    const opened: string[] = []
+    const open = spec.open
+    spec.open = (f) => { opened.push(f.path); return open(f) }
+    const flipped = Buffer.from(big)
+    flipped[1_000_000]! ^= 1
+    const pieces = async function * (b: Buffer): AsyncGenerator<Uint8Array> { for (let i = 0; i < b.length; i += 65536) yield b.subarray(i, i + 65536) }
+    spec.reuse = (f) => {
+      switch (f.path) {
+        case 'right': return pieces(big)
+        case 'wrong': return pieces(flipped)
+        case 'long': return pieces(Buffer.from('abcd'))
+        case 'short': return pieces(big.subarray(0, 1000))
+        case 'throws': return (async function * () { yield big.subarray(0, 70_000); throw new Error('installed file vanished') })()
+        default: return undefined
+      }
+    }
+    const res = await writeTree(join(t.dir, 'o'), spec)
+    expect(res).toMatchObject({ files: 6, reused: 1, reuseFailed: 4, bytes: 4 * big.length + 3 + 1 })
+    expect(opened.sort()).toEqual(['long', 'none', 'short', 'throws', 'wrong'])
+    expect(await snapshot(join(t.dir, 'o'))).toEqual(expectedSnapshot(spec.files))
+  })
+
+  it('a wrong reuse guess and a wrong open still fail the file', async () => {
+    const t = await tempDir()
+    cleanup = t.cleanup
+    const spec = memSpec('p', '1', [{ path: 'f', content: 'good' }], { lie: { f: 'evil' } })
+    spec.reuse = () => (async function * () { yield Buffer.from('bad!') })()
+    await expect(writeTree(join(t.dir, 'o'), spec)).rejects.toMatchObject({ code: 'ERR_FILE_MISMATCH', path: 'f', field: 'sha256' })
+    await expect(lstat(join(t.dir, 'o'))).rejects.toThrow()
+  })
 })
