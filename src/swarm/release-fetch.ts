@@ -150,8 +150,9 @@ export class ReleaseFetch {
   private wanHoldTimer: NodeJS.Timeout | undefined
   /** WAN requests sent to the seed: a join does not cancel those (their bytes may be on the way). */
   private readonly wanSent = new Set<number>()
-  /** When WAN blobs landed lately, for the in-flight limit. */
-  private readonly wanLanded: number[] = []
+  /** WAN blobs landed so far, and (time, that count) samples over the last window: the in-flight limit's rate. */
+  private wanLanded = 0
+  private readonly wanSamples: Array<{ t: number, n: number }> = []
 
   constructor (private readonly o: ReleaseFetchOptions) {
     this.table = distinctChunks(o.chunks)
@@ -169,14 +170,19 @@ export class ReleaseFetch {
   }
 
   // The blobs the WAN delivered over the last window, in requests' worth of WAN_AHEAD_MS.
-  private adaptWanLimit (): void {
+  // (O(1) per call: a handful of samples, not a timestamp per blob — an array of those shifted
+  // per landing cost more CPU than the rest of the receive path on loopback)
+  // `sample`: on the tick (a few samples a window); the landings between ticks only read them.
+  private adaptWanLimit (sample: boolean): void {
     const now = Date.now()
-    while (this.wanLanded.length > 0 && this.wanLanded[0]! < now - WAN_RATE_WINDOW_MS) this.wanLanded.shift()
-    const n = this.wanLanded.length
-    if (n === 0) { this.scheduler.setWanLimit(WAN_MIN_IN_FLIGHT); return }
-    // blobs per ms over the window (or since the first landing, when younger), times the lead
-    const span = Math.max(TICK_MS, now - this.wanLanded[0]!)
-    this.scheduler.setWanLimit(Math.max(WAN_MIN_IN_FLIGHT, Math.ceil(n / span * WAN_AHEAD_MS)))
+    const s = this.wanSamples
+    if (sample || s.length === 0) s.push({ t: now, n: this.wanLanded })
+    while (s.length > 2 && s[1]!.t <= now - WAN_RATE_WINDOW_MS) s.shift()
+    const oldest = s[0]!
+    const landed = this.wanLanded - oldest.n
+    // blobs per ms over the window (or since the first sample, when younger), times the lead
+    const span = Math.max(TICK_MS, now - oldest.t)
+    this.scheduler.setWanLimit(Math.max(WAN_MIN_IN_FLIGHT, Math.ceil(landed / span * WAN_AHEAD_MS)))
   }
 
   /** Fetching from the WAN right now (counts in the site's wanRate share). */
@@ -252,10 +258,11 @@ export class ReleaseFetch {
     // One listener for the hard stop rather than an AbortSignal.any per request (a per-blob cost).
     const cutAll = (): void => { for (const c of this.running.values()) c.abort(this.o.hard.reason) }
     this.o.hard.addEventListener('abort', cutAll)
+    this.wanSamples.push({ t: Date.now(), n: this.wanLanded })
     let ticks = 0
     const tick = setInterval(() => {
       this.shareWan()
-      this.adaptWanLimit()
+      this.adaptWanLimit(true)
       // A lost increment (a busy peer, a hello that crossed ours) would leave someone waiting for
       // a chunk we hold until the stall timeout; a periodic full hello resynchronises everyone.
       if (++ticks % RESYNC_TICKS === 0) void site?.rehello()
@@ -322,8 +329,7 @@ export class ReleaseFetch {
         if (from === WAN) {
           this.wanOkAt = Date.now()
           this.wanFailures = 0
-          this.wanLanded.push(this.wanOkAt)
-          if (this.wanLanded.length % 64 === 0) this.adaptWanLimit() // a fast WAN opens up sooner than the tick
+          if (++this.wanLanded % 64 === 0) this.adaptWanLimit(false) // a fast WAN opens up sooner than the tick
         }
         this.cancel(this.scheduler.chunkLanded(index, from))
         this.o.have.set(index)
