@@ -273,11 +273,10 @@ export class ReleaseFetch {
         if (this.localFailure !== undefined) throw this.localFailure
         if (this.o.soft.aborted) throw this.o.soft.reason instanceof Error ? this.o.soft.reason : new Error('stopped')
         const plan = this.scheduler.plan()
-        if (this.wanDown !== undefined) {
+        if (this.wanDown !== undefined || Date.now() < this.wanHoldUntil) {
+          // the WAN is down, or paused after a failure (planned again once the pause is over)
           for (const index of plan.wan) this.scheduler.requestFailed(index, WAN)
-          if (plan.lan.length === 0 && this.running.size === 0) throw this.wanDown
-        } else if (Date.now() < this.wanHoldUntil) {
-          for (const index of plan.wan) this.scheduler.requestFailed(index, WAN) // planned again once the pause is over
+          if (this.wanDown !== undefined && plan.lan.length === 0 && this.running.size === 0) throw this.wanDown
         } else {
           for (const index of plan.wan) this.start(index, WAN)
         }

@@ -259,7 +259,7 @@ export class Scheduler {
     if (moved) this.reRank(peer, true)
     const dropped: LanRequest[] = []
     if (this.wanFlight === 0) return dropped
-    for (const [index, set] of [...this.flight]) {
+    for (const [index, set] of this.flight) { // (settle may delete the entry being visited: allowed for a Map)
       if (!set.has(WAN) || !cancellable(index)) continue
       if ((map.has(index) && !this.isBanned(peer)) || (moved && this.owner(index) !== this.self)) {
         this.settle(index, WAN)
