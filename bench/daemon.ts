@@ -358,10 +358,10 @@ export async function benchDaemon (opts: BenchDaemonOptions): Promise<Record<str
   const work = await mkdtemp(join(tmpdir(), 'shoal-bench-daemon-'))
   const procs: DaemonProc[] = []
   const out: Record<string, number> = {}
-  // the daemon as deployed (examples/shoal.service), plus the profiler when asked
-  // SHOAL_BENCH_NODE_FLAGS: extra node flags for the measured endpoint, for experiments (GC flags…)
-  const extra = (process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(f => f !== '')
-  const profArgs = (name: string): string[] => [...DAEMON_NODE_FLAGS, ...(name === 'endpoint' ? extra : []), ...(opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${name}.cpuprofile`])]
+  // The daemon as deployed (examples/shoal.service); the endpoints (measured and idle) add
+  // SHOAL_BENCH_NODE_FLAGS, for experiments with GC flags; the profiler when asked.
+  const endpointFlags = [...DAEMON_NODE_FLAGS, ...(process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(f => f !== '')]
+  const profArgs = (name: string): string[] => [...(name === 'seed' ? DAEMON_NODE_FLAGS : endpointFlags), ...(opts.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.profileDir, '--cpu-prof-name', `${name}.cpuprofile`])]
   if (opts.profileDir !== undefined) await mkdir(opts.profileDir, { recursive: true })
   try {
     const rel = await prepareRelease(bytes, opts.cache ?? true, work, log)
@@ -405,7 +405,7 @@ export async function benchDaemon (opts: BenchDaemonOptions): Promise<Record<str
       role: 'endpoint', stateDir: join(work, 'idle'), listen: [`/ip4/127.0.0.1/tcp/${idlePort}`], seeds: [seedAddr],
       enroll: join(rel.keysDir, 'enroll.json'), api: null, channels: ['idle'], logLevel: 'info'
     })
-    const idle = new DaemonProc('idle endpoint', idleCfg, [...DAEMON_NODE_FLAGS, ...extra])
+    const idle = new DaemonProc('idle endpoint', idleCfg, endpointFlags)
     procs.push(idle)
     await idle.waitFor('endpoint start', l => l.msg === 'shoal endpoint started', 60_000)
     // Both settle together: idle figures for the seed and for a fresh endpoint.
