@@ -309,6 +309,8 @@ export class Endpoint {
         if (this.stopped || this.paused) return
         try {
           await this.processRelease(head, name, entry)
+          // Space came back for this release: say so now, not after the rest of the pass.
+          if (full === undefined) this.diskSpaceBack()
         } catch (e) {
           if (this.stopped || this.paused) return
           // A full disk anywhere below (a store write, the DB, a LAN or WAN blob landing) is one typed error.
@@ -324,14 +326,17 @@ export class Endpoint {
         }
       }
     }
-    if (full === undefined && this.diskFull !== undefined) {
-      this.d.log.info({ path: this.diskFull.path }, 'disk space is back')
-      this.diskFull = undefined
-    }
+    if (full === undefined) this.diskSpaceBack()
     if (!unavailable) { this.retries = 0; return }
     clearTimeout(this.retryTimer)
     this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.kick() }, retryDelay(this.retries++, this.d.cfg.pollInterval))
     this.retryTimer.unref()
+  }
+
+  private diskSpaceBack (): void {
+    if (this.diskFull === undefined) return
+    this.d.log.info({ path: this.diskFull.path }, 'disk space is back')
+    this.diskFull = undefined
   }
 
   /**
