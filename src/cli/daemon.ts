@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { resolve } from 'node:path'
-import { CONFIG_DEFAULTS, loadConfig, type DaemonConfig } from '../daemon/config.js'
+import { setFlagsFromString } from 'node:v8'
+import { CONFIG_DEFAULTS, loadConfig, v8FlagsToSet, type DaemonConfig } from '../daemon/config.js'
 import { startDaemon } from '../daemon/daemon.js'
 import { describeError, parseDuration, parseSize } from './common.js'
 
@@ -51,6 +52,8 @@ Examples:
         if (FIELDS.includes(field)) overrides[field] = flagValue(field, v)
       }
       const cfg = await loadConfig(resolve(o.config as string), overrides)
+      // GC settings the daemon is measured with (DAEMON_V8_FLAGS): set before the node allocates.
+      for (const flag of v8FlagsToSet(process.execArgv)) setFlagsFromString(flag)
       const skew = clockSkew(process.env.SHOAL_TEST_CLOCK_SKEW)
       const daemon = await startDaemon(cfg, skew === 0 ? {} : { now: () => new Date(Date.now() + skew) })
       if (skew !== 0) daemon.log.warn({ skewMs: skew }, 'SHOAL_TEST_CLOCK_SKEW is set: this daemon\'s clock for expiry and rollout times is shifted (for tests only)')

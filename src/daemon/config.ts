@@ -12,11 +12,28 @@ export const MAX_CONFIG_BYTES = 1024 * 1024
 
 /**
  * Node flags the daemon is meant to run with (examples/shoal.service sets them in NODE_OPTIONS;
- * bench/daemon.ts measures with them). A 2 MiB young generation instead of V8's 16 MiB default
+ * bench/daemon.ts measures with them). A 4 MiB young generation instead of V8's 16 MiB default
  * semi-spaces: the daemon's garbage is short-lived, and the default let RSS idle at ~110 MB and
  * grow ~50 MB more while a large manifest is decoded (docs/daemon.md, docs/bench-daemon.md).
+ * 4 rather than 2 pays for the extra collections DAEMON_V8_FLAGS asks for.
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'] as const
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'] as const
+
+/**
+ * V8 flags `shoal daemon` sets on itself at start (V8 refuses them in NODE_OPTIONS, so a unit
+ * file cannot): the old generation may only double before the next full collection, instead of
+ * V8's up to 4×. Blobs stream through in buffers V8 frees only when it collects; with the default
+ * growth RSS while receiving 256 MiB stood at 237–252 MB, with this 187–199 MB at the same CPU per
+ * MiB (docs/bench-daemon.md, "GC settings against the receiving peak").
+ */
+export const DAEMON_V8_FLAGS = ['--heap-growing-percent=100'] as const
+
+/** The DAEMON_V8_FLAGS to set on a process started with `execArgv`: a flag given there wins. */
+export function v8FlagsToSet (execArgv: readonly string[]): string[] {
+  const named = (flag: string): string => flag.replace(/^--/, '').split('=')[0]!.replace(/_/g, '-')
+  const given = new Set(execArgv.filter(a => a.startsWith('--')).map(named))
+  return DAEMON_V8_FLAGS.filter(f => !given.has(named(f)))
+}
 
 export class ConfigError extends ShoalError {
   constructor (message: string, options?: { cause?: unknown }) {
