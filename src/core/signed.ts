@@ -5,7 +5,7 @@
 // The strict decoding helpers shared by root, manifest and head live here too.
 import { canonicalBytes, isCanonicalText } from './canonical.js'
 import { ShoalError, DecodeError, OversizeError, InvalidArgumentError, quoteValue } from './errors.js'
-import { sign, verifySignature, keyIdOfObject, HEX64, type KeyPair, type PublicKey } from './keys.js'
+import { sign, verifySignatureParts, keyIdOfObject, HEX64, type KeyPair, type PublicKey } from './keys.js'
 
 export { HEX64 }
 
@@ -81,10 +81,15 @@ function deepFreeze (v: unknown): void {
   for (const child of Object.values(v)) deepFreeze(child)
 }
 
-export function signingBytes (type: SignedType, body: unknown): Uint8Array {
+/** What a signature covers, `shoal/v1/<type>\n` ‖ canonical body (docs/protocol.md), as its two parts. */
+function signingParts (type: SignedType, body: unknown): [Uint8Array, Uint8Array] {
   if (!SIGNED_TYPES.includes(type)) throw new InvalidArgumentError(`unknown signed type ${JSON.stringify(type)}`)
   const b = (typeof body === 'object' && body !== null ? decodedBodyBytes.get(body) : undefined) ?? canonicalBytes(body)
-  const prefix = utf8.encode(`shoal/v1/${type}\n`)
+  return [utf8.encode(`shoal/v1/${type}\n`), b]
+}
+
+export function signingBytes (type: SignedType, body: unknown): Uint8Array {
+  const [prefix, b] = signingParts(type, body)
   const out = new Uint8Array(prefix.length + b.length)
   out.set(prefix, 0)
   out.set(b, prefix.length)
@@ -145,13 +150,14 @@ export function verifyThreshold (type: SignedType, env: Envelope<unknown>, role:
     if (keyIdOfObject(pk, `key ${id.slice(0, 16)}…`) !== id) continue
     roleKeys.set(id, new Uint8Array(Buffer.from(pk.public, 'hex')))
   }
-  const msg = signingBytes(type, env.signed)
+  // In parts: a 12 MiB manifest body is hashed where it lies, never copied (verifySignatureParts).
+  const msg = signingParts(type, env.signed)
   const ok: string[] = []
   for (const s of env.signatures) {
     const pub = roleKeys.get(s.keyid)
     if (pub === undefined || ok.includes(s.keyid)) continue
     const sig = sigBytes(s.sig)
-    if (sig !== null && verifySignature(pub, msg, sig)) ok.push(s.keyid)
+    if (sig !== null && verifySignatureParts(pub, msg, sig)) ok.push(s.keyid)
   }
   if (ok.length < needed) throw new SignatureThresholdError(what, ok.length, needed)
   return ok

@@ -472,23 +472,12 @@ export class Endpoint {
     // Halted before anything was fetched: nothing is fetched.
     if (control.halted && current !== entry.version) { await this.markHalted(name, head, entry, rec); return }
 
-    const { manifest, payload, bytes } = await this.openRelease(head, name, entry)
     const base: ReleaseRecord = {
       package: name, version: entry.version, manifestId: entry.manifest, channel: head.channel, seq: entry.seq,
       state: 'downloading', updatedAt: this.d.now().toISOString()
     }
     const waiting = rec?.manifestId === entry.manifest && (rec.state === 'waiting-for-ring' || rec.state === 'deferred')
-    if (!waiting) {
-      const cids = [...new Set(manifest.signed.chunks.map(c => c.cid))]
-      // The record first: a crash before the index is complete leaves it 'downloading', and the
-      // next pass adds the index again (idempotent) before anything is fetched.
-      await this.d.db.batch([
-        this.d.db.manifests.putOp(entry.manifest, bytes),
-        this.d.db.releases.putOp(key, base)
-      ])
-      await this.d.db.blobIndex.add(key, cids)
-      this.d.onStateChange?.()
-    }
+    const { manifest, payload } = await this.openRelease(head, name, entry, waiting ? undefined : { key, rec: base })
     // Bytes move as soon as the release is announced; the ring decides only when it installs.
     if (!waiting || !this.haveMaps.has(entry.manifest)) await this.download(key, entry.manifest, manifest, payload)
     const now = this.d.now()
@@ -562,9 +551,21 @@ export class Endpoint {
    * table is returned (a full SignedManifest kept by processRelease held its sealed payload text
    * through the whole download).
    */
-  private async openRelease (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: ManifestTable, payload: ManifestPayload, bytes: Uint8Array }> {
+  private async openRelease (head: HeadBody, name: string, entry: HeadEntry, record?: { key: string, rec: ReleaseRecord }): Promise<{ manifest: ManifestTable, payload: ManifestPayload }> {
     const { manifest, bytes } = await this.manifestFor(head, name, entry)
-    return { manifest: manifestTable(manifest), payload: openPayload(manifest, this.d.contentKey), bytes }
+    const payload = openPayload(manifest, this.d.contentKey)
+    if (record !== undefined) {
+      // The record first: a crash before the index is complete leaves it 'downloading', and the
+      // next pass adds the index again (idempotent) before anything is fetched. Stored here so the
+      // manifest's bytes (12 MiB at 1 GiB) are not held by processRelease's frame for the download.
+      await this.d.db.batch([
+        this.d.db.manifests.putOp(entry.manifest, bytes),
+        this.d.db.releases.putOp(record.key, record.rec)
+      ])
+      await this.d.db.blobIndex.add(record.key, [...new Set(manifest.signed.chunks.map(c => c.cid))])
+      this.d.onStateChange?.()
+    }
+    return { manifest: manifestTable(manifest), payload }
   }
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */

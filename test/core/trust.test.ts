@@ -7,7 +7,7 @@ import { ed25519 } from '@noble/curves/ed25519.js'
 import { canonicalize } from '../../src/core/canonical.js'
 import { ShoalError } from '../../src/core/errors.js'
 import {
-  generateKeyPair, keyIdOf, keyPairFromSecret, sign, verifySignature, encodePrivateKeyFile, decodePrivateKeyFile, publicKeyObject, type KeyPair, type PublicKey
+  generateKeyPair, keyIdOf, keyPairFromSecret, sign, verifySignature, verifySignatureParts, encodePrivateKeyFile, decodePrivateKeyFile, publicKeyObject, type KeyPair, type PublicKey
 } from '../../src/core/keys.js'
 import {
   signEnvelope, appendSignatures, encodeEnvelope, verifyThreshold, signingBytes, decodeEnvelopeShape, SignatureThresholdError, MAX_SIGNATURES
@@ -81,6 +81,38 @@ describe('keys', () => {
     const forged = Uint8Array.from(sig)
     for (let i = 0; i < 32; i++) forged[32 + i] = Number((big >> BigInt(8 * i)) & 0xffn)
     if (big < 2n ** 256n) expect(verifySignature(kp.publicKey, msg, forged)).toBe(false)
+  })
+
+  it('verifies a message given in parts exactly as noble verifies it whole, damaged signatures and keys included', () => {
+    const L = 2n ** 252n + 27742317777372353535851937790883648493n
+    const le = (n: bigint): Uint8Array => Uint8Array.from({ length: 32 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn))
+    const scalar = (b: Uint8Array): bigint => b.reduceRight((acc, x) => (acc << 8n) | BigInt(x), 0n)
+    // a small-order public key (the point of order 4), and one that is not on the curve's encoding range
+    const smallOrder = Buffer.from('0000000000000000000000000000000000000000000000000000000000000080', 'hex')
+    const outOfRange = Buffer.from('edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', 'hex')
+    const identity = Buffer.from('0100000000000000000000000000000000000000000000000000000000000000', 'hex')
+    const damage = fc.constantFrom('none', 'bit', 'S+L', 'key', 'small-order key', 'small-order forgery', 'R out of range', 'message')
+    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 3000 }), fc.array(fc.nat(), { maxLength: 4 }), damage, fc.nat(), (secret, msg, cuts, how, at) => {
+      const kp = keyPairFromSecret(secret)
+      let pub = kp.publicKey
+      let m = msg
+      const sig = Uint8Array.from(sign(kp, msg))
+      if (how === 'bit') sig[at % 64] = sig[at % 64]! ^ (1 << (at % 8))
+      if (how === 'S+L') { const big = scalar(sig.subarray(32)) + L; if (big < 2n ** 256n) sig.set(le(big), 32) }
+      if (how === 'key') pub = generateKeyPair().publicKey
+      if (how === 'small-order key') pub = smallOrder
+      // R = identity, S = 0 passes the cofactored equation for any message under a small-order key
+      if (how === 'small-order forgery') { pub = smallOrder; sig.set(identity, 0); sig.fill(0, 32) }
+      if (how === 'R out of range') sig.set(outOfRange, 0)
+      if (how === 'message' && msg.length > 0) { m = Uint8Array.from(msg); m[at % m.length] = m[at % m.length]! ^ 1 }
+      const points = [...new Set(cuts.map(c => c % (m.length + 1)))].sort((a, b) => a - b)
+      const parts = [0, ...points, m.length].slice(1).map((end, i, ends) => m.subarray(i === 0 ? 0 : ends[i - 1], end))
+      const want = ed25519.verify(sig, m, pub, { zip215: false })
+      expect(verifySignatureParts(pub, parts, sig)).toBe(want)
+      expect(verifySignature(pub, m, sig)).toBe(want)
+      if (how === 'none') expect(want).toBe(true)
+      return true
+    }), { numRuns: 300 })
   })
 
   it('keyid = hex SHA-256 of {"keytype":"ed25519","public":"<hex>"}', () => {
