@@ -35,7 +35,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { initKeysDir, loadPublisherKeys } from '../src/publish/keys-dir.js'
 import { publishRelease } from '../src/publish/publisher.js'
 import { SeedSession } from '../src/publish/push.js'
-import { DAEMON_NODE_FLAGS } from '../src/daemon/config.js'
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../src/daemon/config.js'
 import { BlobStore } from '../src/store/blob-store.js'
 import { benchNet } from './net.js'
 
@@ -163,7 +163,7 @@ export class DaemonProc {
 
   constructor (readonly name: string, configPath: string, nodeArgs: string[]) {
     this.child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'bin', 'shoal'), 'daemon', '--config', configPath], {
-      env: { ...process.env, SHOAL_LOG_JSON: '1' },
+      env: { ...DAEMON_ENV, ...process.env, SHOAL_LOG_JSON: '1' },
       stdio: ['ignore', 'ignore', 'pipe']
     })
     live.add(this.child)

@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CONFIG_DEFAULTS, ConfigError, DAEMON_NODE_FLAGS, DAEMON_V8_FLAGS, parseConfig, v8FlagsToSet } from '../../src/daemon/config.js'
+import { CONFIG_DEFAULTS, ConfigError, DAEMON_ENV, DAEMON_NODE_FLAGS, DAEMON_V8_FLAGS, parseConfig, v8FlagsToSet } from '../../src/daemon/config.js'
 import { detectLink, detectPower } from '../../src/daemon/host-info.js'
 import { REPO_ROOT } from '../helpers/cli.js'
 
@@ -57,6 +57,7 @@ describe('daemon config', () => {
   it('the systemd unit runs the daemon with the Node flags it is measured with', async () => {
     const unit = await readFile(join(REPO_ROOT, 'examples', 'shoal.service'), 'utf8')
     expect(unit).toContain(`Environment=NODE_OPTIONS=${DAEMON_NODE_FLAGS.join(' ')}\n`)
+    for (const [k, v] of Object.entries(DAEMON_ENV)) expect(unit).toContain(`Environment=${k}=${v}\n`)
   })
 
   it('sets its own GC flags unless the node command line gives them', () => {
