@@ -38,6 +38,35 @@ describe('framing', () => {
     }
   })
 
+  it('assembles large frames as they arrive, across any chunking, with small frames around them', async () => {
+    const MiB = 1024 * 1024
+    const payloads = [7, 1.5 * MiB, 3, MiB, 3 * MiB + 1, 5].map((n) => randomBytes(n))
+    const wire = encodeFrames(payloads)
+    const want = payloads.map((p) => p.toString('hex'))
+    for (const sizes of [[65_519], [1, 333_333, 7], [MiB + 5], [wire.byteLength]]) {
+      const got: string[] = []
+      for await (const f of readFrames(source(split(wire, sizes)), { maxFrameBytes: 4 * MiB })) got.push(Buffer.from(f).toString('hex'))
+      expect(got).toEqual(want)
+      const d = new FrameDecoder(4 * MiB)
+      const viaParts: string[] = []
+      let seen = 0
+      for (const c of split(wire, sizes)) {
+        d.push(c)
+        seen += c.byteLength
+        for (let parts = d.nextParts(); parts !== undefined; parts = d.nextParts()) viaParts.push(Buffer.concat(parts).toString('hex'))
+        const framed = viaParts.reduce((n, h) => n + 4 + h.length / 2, 0)
+        expect(d.bufferedBytes).toBeLessThanOrEqual(seen - framed)
+      }
+      d.end()
+      expect(viaParts).toEqual(want)
+    }
+    // cut inside a large frame's payload: truncated, with what arrived counted
+    const cut = encodeFrames([randomBytes(2 * MiB)]).subarray(0, 4 + MiB)
+    const err = await (async () => { for await (const _ of readFrames(source(split(cut, [65_519])), { maxFrameBytes: 4 * MiB })); })().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(FrameTruncatedError)
+    expect((err as Error).message).toContain(`${MiB} of ${2 * MiB}`)
+  })
+
   it('encodes a frame given as parts like the joined payload', () => {
     const a = randomBytes(5)
     const b = randomBytes(9)
