@@ -16,6 +16,7 @@ import { close, fdatasync, ftruncate, open, read, write } from 'node:fs'
 import { appendFile, open as openFile, rename, unlink } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
+import { isDiskFull } from './fs-util.js'
 
 /** First bytes of a pack file. */
 export const PACK_MAGIC = 'SHOALPK1'
@@ -184,6 +185,12 @@ export class PackIo {
       if (durable) await fdatasyncP(active.fd)
     } catch (err) {
       await ftruncateP(active.fd, at).catch(() => {})
+      if (batch.length > 1 && isDiskFull(err)) {
+        // The batch did not fit: store what does, one entry at a time, so a full disk keeps the
+        // blobs it has room for instead of none of this turn's (each failure is cut off again).
+        for (const t of batch) await this.appendBatch([t])
+        return
+      }
       for (const t of batch) t.reject(err)
       return
     }

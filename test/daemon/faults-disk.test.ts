@@ -69,9 +69,8 @@ describe.skipIf(!isRoot)('faults: disk full', () => {
     const a = await endpointProc(fleet, 'a', { stateDir: join(dir, 'statefs', 'a'), installRoot: aApps, site: 'lab', pollInterval: 4_000 })
     a.start()
     await waitPeerId(a)
-    // Room for the first blobs, not the release (2.6 MB): the pack store writes the blobs of one
-    // event-loop turn in one write, and a write that does not fit stores none of them, so with
-    // 900 kB a first burst of ~64 blobs (WAN_MIN_IN_FLIGHT × ~18 kB) sometimes left nothing stored.
+    // Room for the first blobs, not the release (2.6 MB). The pack store writes the blobs of one
+    // event-loop turn in one write and, when that does not fit, as many of them as do one by one.
     const filler = await fill(join(dir, 'statefs'), 1_500_000)
     const blobs = await manifestBlobs(await publishProc(fleet, src, '1.0.0'))
     const total = [...blobs.values()].reduce((x, y) => x + y, 0)

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BlobStore, StorageFullError } from '../../src/store/blob-store.js'
 import { StateDb } from '../../src/store/state-db.js'
+import { PackStore } from '../../src/store/pack-store.js'
 import { cidToHex } from '../../src/core/seal.js'
 
 /** Byte equality without vitest's slow element-wise deep diff of large buffers. */
@@ -98,6 +99,38 @@ describe('full disk', () => {
     expect(await store.put(failed!.cid, failed!.blob)).toBe(true)
     expect(await store.verifyAll()).toEqual({ ok: stored.length - 1, removed: 0 })
     await rm(dir, { recursive: true })
+  })
+
+  it('a batch of appends that does not fit stores the blobs there is room for, and only those', async (ctx) => {
+    if (skipReason !== undefined) {
+      console.log(`disk-full test skipped: ${skipReason}`)
+      ctx.skip()
+      return
+    }
+    // its own 1 MiB disk: the other tests leave theirs in an unknown state
+    const own = await mkdtemp(join(mountPoint!, '..', 'shoal-full-pack-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', own], { stdio: 'pipe' })
+    try {
+      const store = await PackStore.open(join(own, 'packs'))
+      // 24 × 60 KiB put in one turn: one write of ~1.4 MiB that cannot fit
+      const blobs = Array.from({ length: 24 }, () => blobOf(60 * 1024))
+      const results = await Promise.allSettled(blobs.map(b => store.put(b.cid, b.blob)))
+      const stored = blobs.filter((_, i) => results[i]!.status === 'fulfilled')
+      const refused = results.filter(r => r.status === 'rejected').map(r => (r as PromiseRejectedResult).reason as unknown)
+      expect(refused.length).toBeGreaterThan(0)
+      for (const err of refused) expect(err).toBeInstanceOf(StorageFullError)
+      expect(stored.length, 'blobs stored from the batch that did not fit').toBeGreaterThan(10)
+      for (const b of stored) expect(sameBytes(await store.get(b.cid), b.blob)).toBe(true)
+      await store.close()
+      // and after a restart exactly those are there, none of the refused ones half-written
+      const again = await PackStore.open(join(own, 'packs'))
+      for (let i = 0; i < blobs.length; i++) expect(await again.has(blobs[i]!.cid), `blob ${i}`).toBe(results[i]!.status === 'fulfilled')
+      for (const b of stored) expect(sameBytes(await again.get(b.cid), b.blob)).toBe(true)
+      await again.close()
+    } finally {
+      execFileSync('umount', [own], { stdio: 'pipe' })
+      await rm(own, { recursive: true, force: true })
+    }
   })
 
   it('state DB writes on a full disk throw StorageFullError', async (ctx) => {
