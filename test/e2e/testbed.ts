@@ -10,6 +10,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rmSy
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../src/daemon/config.js'
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const SHOAL_BIN = join(REPO_ROOT, 'bin', 'shoal')
@@ -504,7 +505,10 @@ export class Testbed {
     }
     const configPath = join(dir, 'config.json')
     writeFileSync(configPath, JSON.stringify(cfg, null, 2))
-    const proc = spawnIn(ns, [process.execPath, SHOAL_BIN, 'daemon', '--config', configPath], { logFile: join(dir, 'daemon.log') })
+    // run as examples/shoal.service runs it (node flags, environment: the caller's wins), so the
+    // swarm bench's RSS and CPU are the deployed ones
+    const env = Object.fromEntries(Object.entries(DAEMON_ENV).filter(([k]) => process.env[k] === undefined))
+    const proc = spawnIn(ns, [process.execPath, ...DAEMON_NODE_FLAGS, SHOAL_BIN, 'daemon', '--config', configPath], { logFile: join(dir, 'daemon.log'), env })
     const d = new ShoalDaemon(name, ns, ip, configPath, proc, String(cfg.api))
     this.daemons.push(d)
     await d.waitReady()
