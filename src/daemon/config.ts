@@ -24,7 +24,7 @@ export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'] as const
  * measures with it). At most two glibc malloc arenas instead of 8 per core: blobs are decrypted,
  * hashed and written on libuv's and LevelDB's threads, each of which got an arena of its own that
  * glibc keeps once grown. 1 GiB received: 272–276 → 236–239 MB of RSS at the same CPU per MiB
- * (docs/bench-daemon.md, "GC pair adopted").
+ * (docs/bench-daemon.md, "The receiving peak at 1 GiB").
  */
 export const DAEMON_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' }
 
