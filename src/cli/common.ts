@@ -49,6 +49,14 @@ export function formatBytes (n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`
 }
 
+/** A duration for a person, in its largest whole unit: 7 d, 36 h, 90 min, 45 s. */
+export function formatDuration (ms: number): string {
+  for (const [unit, n] of [['d', 86_400_000], ['h', 3_600_000], ['min', 60_000]] as const) {
+    if (ms >= n && ms % n === 0) return `${ms / n} ${unit}`
+  }
+  return `${Math.round(ms / 1000)} s`
+}
+
 export function printJson (value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n')
 }

@@ -6,11 +6,11 @@ import { startDaemon } from '../daemon/daemon.js'
 import { describeError, parseDuration, parseSize } from './common.js'
 
 const LISTS = new Set<keyof DaemonConfig>(['listen', 'seeds', 'origins', 'channels', 'publishers', 'webhooks'])
-const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime', 'reportInterval'])
+const DURATIONS = new Set<keyof DaemonConfig>(['pollInterval', 'hookTimeout', 'headLifetime', 'reportInterval', 'fleetStaleAfter'])
 const FIELDS: Array<keyof DaemonConfig> = [
   'role', 'stateDir', 'enroll', 'listen', 'seeds', 'origins', 'site', 'ring', 'api', 'wanRate', 'installRoot', 'channels',
   'pollInterval', 'hookTimeout', 'headLifetime', 'publishers', 'cacheSize', 'expiryGrace', 'logLevel', 'mdns', 'power', 'link',
-  'reportInterval', 'dashboardToken', 'notify', 'webhooks', 'webhookSecret'
+  'reportInterval', 'fleetStaleAfter', 'dashboardToken', 'notify', 'webhooks', 'webhookSecret'
 ]
 
 const kebab = (s: string): string => s.replace(/[A-Z]/g, c => '-' + c.toLowerCase())

@@ -11,7 +11,7 @@ import { STATE_BUCKETS } from '../fleet/store.js'
 import { seedMultiaddr } from '../net/peer-addr.js'
 import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import { loadPublisherKeys } from '../publish/keys-dir.js'
-import { EXIT, formatBytes, printJson } from './common.js'
+import { EXIT, formatBytes, formatDuration, printJson } from './common.js'
 
 interface Common { seed: string, keys: string, json?: boolean, package?: string }
 
@@ -60,7 +60,8 @@ Examples:
     .action(async (o: Common) => {
       const s = await ask(o, 'status')
       if (o.json === true) { printJson(s); return }
-      let out = `${s.endpoints} endpoints · rings ${Object.entries(s.rings).map(([r, n]) => `${r} ${n}`).join(', ') || '-'}\n`
+      const stale = (s.stale ?? 0) > 0 ? ` · ${s.stale} not reporting for ${formatDuration(s.staleAfterMs)} (not counted; \`shoal fleet endpoints\` lists them)` : ''
+      let out = `${s.endpoints} endpoints · rings ${Object.entries(s.rings).map(([r, n]) => `${r} ${n}`).join(', ') || '-'}${stale}\n`
       const rows: string[][] = []
       for (const r of s.releases) {
         for (const [ring, c] of Object.entries(r.rings).sort(([a], [b]) => a.localeCompare(b))) {
@@ -87,7 +88,7 @@ Examples:
         ? 'no endpoint has reported yet\n'
         : table(['ENDPOINT', 'RING', 'SITE', 'SHOAL', 'INSTALLED', 'INVENTORY', 'REPORTED'], list.map(e => [
           e.peerId, e.ring, e.site ?? '-', e.daemonVersion, e.installed.map(p => `${p.package}@${p.version}`).join(',') || '-',
-          `${e.inventory.source} ${e.inventory.count}${e.inventory.truncated ? '+' : ''}`, e.receivedAt
+          `${e.inventory.source} ${e.inventory.count}${e.inventory.truncated ? '+' : ''}`, e.receivedAt + (e.stale === true ? ' (stale)' : '')
         ])))
     })
 

@@ -5,6 +5,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ShoalError } from '../core/errors.js'
 import { LABEL } from '../core/manifest.js'
 import { normalizeOriginUrl } from '../net/origin-client.js'
+import { FLEET_STALE_AFTER_MS } from '../fleet/store.js'
 import { readFileCapped } from '../store/fs-util.js'
 
 /** A config file is a few hundred bytes; anything near this is not one. */
@@ -98,6 +99,8 @@ export interface DaemonConfig {
   link: 'auto' | 'wired' | 'wifi' | 'metered'
   /** Endpoint: how often it sends its seed a report even when nothing changed, in ms. */
   reportInterval: number
+  /** Seed: an endpoint whose last report is older than this (ms) is counted apart as not reporting. */
+  fleetStaleAfter: number
   /** Seed: token that opens the dashboard on the API address; null = dashboard off. */
   dashboardToken: string | null
   /** Endpoint: shell command told about each install before it runs (JSON on stdin); exit 75 defers. null = none. */
@@ -128,6 +131,7 @@ export const CONFIG_DEFAULTS = {
   power: 'auto' as const,
   link: 'auto' as const,
   reportInterval: 300_000,
+  fleetStaleAfter: FLEET_STALE_AFTER_MS,
   dashboardToken: null,
   notify: null,
   webhooks: [] as string[],
@@ -198,6 +202,7 @@ const FIELDS: Record<keyof DaemonConfig, Check> = {
   power: oneOf('auto', 'ac', 'battery'),
   link: oneOf('auto', 'wired', 'wifi', 'metered'),
   reportInterval: posInt,
+  fleetStaleAfter: posInt,
   dashboardToken: (v, f) => {
     if (v === null) return null
     if (typeof v !== 'string' || !/^[\x21-\x7e]{16,256}$/.test(v)) throw new ConfigError(`config field "${f}" must be null or a token of 16 to 256 printable characters (e.g. \`openssl rand -hex 24\`)`)

@@ -21,7 +21,7 @@ export interface SeedFleet {
 
 export async function startSeedFleet (o: { node: ShoalNode, db: StateDb, cfg: DaemonConfig, log: Logger, now: () => Date }): Promise<SeedFleet> {
   const store = await FleetStore.open(o.db.fleetReports as KV<EndpointRecord>, o.db.fleetInventory as KV<Inventory>,
-    (err, event) => o.log.warn({ err, event }, 'fleet event listener failed'))
+    (err, event) => o.log.warn({ err, event }, 'fleet event listener failed'), { staleAfterMs: o.cfg.fleetStaleAfter, now: o.now() })
   const service = new FleetService({ node: o.node, store, publishers: () => o.cfg.publishers, now: o.now, log: o.log })
   await service.start()
   return { store, service, routes: dashboardRoutes(store, o.cfg.dashboardToken, o.now) }

@@ -8,9 +8,9 @@ import { createShoalNode, type ShoalNode } from '../net/node.js'
 import { seedMultiaddr } from '../net/peer-addr.js'
 import { callRpc } from '../net/rpc.js'
 import { MAX_ANSWER_BYTES, MAX_QUERY_BYTES, type FleetOp } from './service.js'
-import type { EndpointRecord, FleetFailure, FleetStatus, InventoryAnswer } from './store.js'
+import type { FleetFailure, FleetStatus, InventoryAnswer, ListedEndpoint } from './store.js'
 
-export interface FleetAnswers { status: FleetStatus, endpoints: EndpointRecord[], failures: FleetFailure[], inventory: InventoryAnswer }
+export interface FleetAnswers { status: FleetStatus, endpoints: ListedEndpoint[], failures: FleetFailure[], inventory: InventoryAnswer }
 
 export class FleetClient {
   private constructor (private readonly node: ShoalNode, private readonly seed: Multiaddr) {}

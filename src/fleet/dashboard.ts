@@ -120,7 +120,7 @@ function legend () {
 }
 function render (data) {
   const st = data.status
-  document.getElementById('summary').textContent = st.endpoints + ' endpoints · ' + Object.keys(st.rings).length + ' rings'
+  document.getElementById('summary').textContent = st.endpoints + ' endpoints · ' + Object.keys(st.rings).length + ' rings' + (st.stale > 0 ? ' · ' + st.stale + ' not reporting (not counted)' : '')
   document.getElementById('updated').textContent = 'updated ' + new Date(st.generatedAt).toLocaleTimeString()
   legend()
   const sel = document.getElementById('release')

@@ -98,7 +98,7 @@ export class FleetService {
     const filter = q.package !== undefined ? { package: q.package } : {}
     switch (q.op) {
       case 'status': return json(this.d.store.status(filter, this.d.now()))
-      case 'endpoints': return json(this.d.store.list())
+      case 'endpoints': return json(this.d.store.list(this.d.now()))
       case 'failures': return json(this.d.store.failures(filter))
       case 'inventory': return json(await this.d.store.inventory(filter))
     }

@@ -52,7 +52,11 @@ export interface SiteBytes {
 
 export interface FleetStatus {
   generatedAt: string
+  /** Endpoints that reported within staleAfter: the only ones counted below. */
   endpoints: number
+  /** Endpoints whose last report is older than staleAfter (switched off, decommissioned, cut off). */
+  stale: number
+  staleAfterMs: number
   rings: Record<string, number>
   releases: ReleaseRollout[]
   sites: SiteBytes[]
@@ -89,6 +93,12 @@ export type FleetListener = (...args: { [E in FleetEventName]: [E, FleetEvents[E
 
 const releaseKey = (r: { package: string, version: string }): string => `${r.package}@${r.version}`
 
+/** A stored report with whether it is older than the store's staleAfter, as `fleet endpoints` lists it. */
+export type ListedEndpoint = EndpointRecord & { stale: boolean }
+
+/** Default FleetStore staleAfter: a week without a report (config `fleetStaleAfter`). */
+export const FLEET_STALE_AFTER_MS = 7 * 24 * 3600_000
+
 export class FleetStore {
   private readonly endpoints = new Map<string, EndpointRecord>()
   private readonly listeners = new Set<FleetListener>()
@@ -99,15 +109,29 @@ export class FleetStore {
   private constructor (
     private readonly reports: KV<EndpointRecord>,
     private readonly inventories: KV<Inventory>,
-    private readonly onListenerError: (err: unknown, event: FleetEventName) => void
+    private readonly onListenerError: (err: unknown, event: FleetEventName) => void,
+    private readonly staleAfterMs: number
   ) {}
 
-  static async open (reports: KV<EndpointRecord>, inventories: KV<Inventory>, onListenerError: (err: unknown, event: FleetEventName) => void = () => {}): Promise<FleetStore> {
-    const s = new FleetStore(reports, inventories, onListenerError)
+  /**
+   * `staleAfterMs`: an endpoint whose last report is older no longer counts (status, ring
+   * completion) — a laptop that was retired must not keep a ring from ever completing.
+   */
+  static async open (reports: KV<EndpointRecord>, inventories: KV<Inventory>, onListenerError: (err: unknown, event: FleetEventName) => void = () => {}, opts: { staleAfterMs?: number, now?: Date } = {}): Promise<FleetStore> {
+    const s = new FleetStore(reports, inventories, onListenerError, opts.staleAfterMs ?? FLEET_STALE_AFTER_MS)
     for await (const [peer, rec] of reports.entries()) s.endpoints.set(peer, rec)
     // Rings already complete before a restart are not announced again.
-    for (const c of s.completions()) s.complete.add(c.key)
+    for (const c of s.completions(opts.now ?? new Date())) s.complete.add(c.key)
     return s
+  }
+
+  private isStale (e: EndpointRecord, now: Date): boolean {
+    return Date.parse(e.receivedAt) <= now.getTime() - this.staleAfterMs
+  }
+
+  /** Endpoints that reported within staleAfter of `now`. */
+  private * live (now: Date): Generator<EndpointRecord> {
+    for (const e of this.endpoints.values()) if (!this.isStale(e, now)) yield e
   }
 
   /** Registers a listener; returns the function that removes it. */
@@ -132,7 +156,7 @@ export class FleetStore {
         if (was?.state === 'failed') continue
         this.emit('install-failed', { package: r.package, version: r.version, peerId: report.peerId, site: report.site, ring: report.ring, error: r.error })
       }
-      for (const c of this.completions()) {
+      for (const c of this.completions(receivedAt)) {
         if (this.complete.has(c.key)) continue
         this.complete.add(c.key)
         this.emit('ring-complete', { package: c.package, version: c.version, ring: c.ring, endpoints: c.endpoints })
@@ -147,7 +171,12 @@ export class FleetStore {
     return this.endpoints.size
   }
 
-  list (): EndpointRecord[] {
+  /** Every endpoint that ever reported, stale ones included and marked (they are what an admin looks for). */
+  list (now = new Date()): ListedEndpoint[] {
+    return this.sorted().map(e => ({ ...e, stale: this.isStale(e, now) }))
+  }
+
+  private sorted (): EndpointRecord[] {
     return [...this.endpoints.values()].sort((a, b) => a.ring.localeCompare(b.ring) || a.peerId.localeCompare(b.peerId))
   }
 
@@ -155,7 +184,9 @@ export class FleetStore {
     const releases = new Map<string, ReleaseRollout>()
     const rings: Record<string, number> = {}
     const sites = new Map<string, SiteBytes>()
-    for (const e of this.endpoints.values()) {
+    let live = 0
+    for (const e of this.live(now)) {
+      live++
       rings[e.ring] = (rings[e.ring] ?? 0) + 1
       const siteName = e.site ?? '(none)'
       const s = sites.get(siteName) ?? { site: siteName, endpoints: 0, lan: 0, wan: 0, seed: 0, origin: 0, lanPercent: 0 }
@@ -181,7 +212,9 @@ export class FleetStore {
     for (const s of sites.values()) s.lanPercent = s.lan + s.wan === 0 ? 0 : Math.round(1000 * s.lan / (s.lan + s.wan)) / 10
     return {
       generatedAt: now.toISOString(),
-      endpoints: this.endpoints.size,
+      endpoints: live,
+      stale: this.endpoints.size - live,
+      staleAfterMs: this.staleAfterMs,
       rings,
       releases: [...releases.values()].sort((a, b) => a.package.localeCompare(b.package) || a.version.localeCompare(b.version, undefined, { numeric: true })),
       sites: [...sites.values()].sort((a, b) => a.site.localeCompare(b.site))
@@ -190,7 +223,7 @@ export class FleetStore {
 
   failures (filter: { package?: string } = {}): FleetFailure[] {
     const out: FleetFailure[] = []
-    for (const e of this.list()) {
+    for (const e of this.sorted()) {
       for (const r of e.releases) {
         if (r.state !== 'failed' || (filter.package !== undefined && r.package !== filter.package)) continue
         out.push({
@@ -209,7 +242,7 @@ export class FleetStore {
   async inventory (filter: { package?: string } = {}): Promise<InventoryAnswer> {
     const rows: InventoryRow[] = []
     const incomplete: InventoryAnswer['incomplete'] = []
-    for (const e of this.list()) {
+    for (const e of this.sorted()) {
       const base = { peerId: e.peerId, site: e.site, ring: e.ring }
       for (const p of e.installed) {
         if (filter.package === undefined || p.package === filter.package) rows.push({ ...base, source: 'shoal', name: p.package, version: p.version })
@@ -224,11 +257,11 @@ export class FleetStore {
     return { rows, incomplete }
   }
 
-  /** Every (release, ring) where each endpoint of the ring reports the release installed. */
-  private completions (): Array<{ key: string, package: string, version: string, ring: string, endpoints: number }> {
+  /** Every (release, ring) where each endpoint of the ring that still reports has the release installed. */
+  private completions (now: Date): Array<{ key: string, package: string, version: string, ring: string, endpoints: number }> {
     const ringSize = new Map<string, number>()
     const installed = new Map<string, { package: string, version: string, ring: string, n: number }>()
-    for (const e of this.endpoints.values()) {
+    for (const e of this.live(now)) {
       ringSize.set(e.ring, (ringSize.get(e.ring) ?? 0) + 1)
       for (const r of e.releases) {
         if (r.state !== 'installed') continue

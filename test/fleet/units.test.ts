@@ -94,14 +94,14 @@ describe('fleet store', () => {
   it('counts by ring and state, emits install-failed once and ring-complete once, across a restart', async () => {
     dir = await mkdtemp(join(tmpdir(), 'shoal-fleet-store-'))
     db = await StateDb.open(dir)
-    const open = async (): Promise<FleetStore> => await FleetStore.open(db!.fleetReports as KV<EndpointRecord>, db!.fleetInventory as KV<Inventory>)
+    const at = new Date('2026-12-01T10:00:00Z')
+    const open = async (): Promise<FleetStore> => await FleetStore.open(db!.fleetReports as KV<EndpointRecord>, db!.fleetInventory as KV<Inventory>, undefined, { now: at })
     let store = await open()
     const events: Array<[FleetEventName, unknown]> = []
     store.onEvent((e, p) => { events.push([e, p]) })
-    const at = new Date('2026-12-01T10:00:00Z')
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'downloading' }] }), at)
     await store.put(report({ peerId: PEER2, ring: 'canary', releases: [{ package: 'app', version: '2.0.0', state: 'waiting-for-ring' }] }), at)
-    expect(store.status().releases[0]!.rings.canary).toMatchObject({ downloading: 1, 'waiting-for-ring': 1, endpoints: 2 })
+    expect(store.status({}, at).releases[0]!.rings.canary).toMatchObject({ downloading: 1, 'waiting-for-ring': 1, endpoints: 2 })
     expect(events).toEqual([])
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'failed', error: { code: 'ERR_HOOK_FAILED', message: 'm', exitCode: 4 } }] }), at)
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'failed', error: { code: 'ERR_HOOK_FAILED', message: 'm', exitCode: 4 } }] }), at)
@@ -117,12 +117,40 @@ describe('fleet store', () => {
 
     store = await open()
     expect(store.size).toBe(2)
-    expect(store.status().releases.map(r => `${r.package}@${r.version}`)).toEqual(['app@2.0.0', 'tool@1.0.0'])
+    expect(store.status({}, at).releases.map(r => `${r.package}@${r.version}`)).toEqual(['app@2.0.0', 'tool@1.0.0'])
     const after: string[] = []
     store.onEvent((e, _payload) => { after.push(e) })
     await store.put(report({ releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     await store.put(report({ peerId: PEER2, ring: 'canary', releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), at)
     expect(after).toEqual([]) // canary was complete before the restart: not announced again
+  })
+
+  it('counts an endpoint that stopped reporting apart: not in status, not holding its ring open', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shoal-fleet-store-'))
+    db = await StateDb.open(dir)
+    const hour = 3600_000
+    const t0 = new Date('2026-12-01T10:00:00Z')
+    const later = (h: number): Date => new Date(t0.getTime() + h * hour)
+    const store = await FleetStore.open(db.fleetReports as KV<EndpointRecord>, db.fleetInventory as KV<Inventory>, undefined, { staleAfterMs: 24 * hour, now: t0 })
+    const events: Array<[FleetEventName, unknown]> = []
+    store.onEvent((e, p) => { events.push([e, p]) })
+    // PEER2 (canary) reports once, then is switched off for good
+    await store.put(report({ peerId: PEER2, ring: 'canary', site: 'hq', releases: [{ package: 'app', version: '2.0.0', state: 'downloading' }] }), t0)
+    await store.put(report({ ring: 'canary', site: 'hq', releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), later(1))
+    expect(events).toEqual([]) // PEER2 still counts: the ring is not complete
+    expect(store.status({}, later(1))).toMatchObject({ endpoints: 2, stale: 0, staleAfterMs: 24 * hour })
+    // a day after PEER2's last report it no longer counts; the next report completes the ring without it
+    await store.put(report({ ring: 'canary', site: 'hq', releases: [{ package: 'app', version: '2.0.0', state: 'installed' }] }), later(25))
+    expect(events).toEqual([['ring-complete', { package: 'app', version: '2.0.0', ring: 'canary', endpoints: 1 }]])
+    const st = store.status({}, later(25))
+    expect(st).toMatchObject({ endpoints: 1, stale: 1, rings: { canary: 1 } })
+    expect(st.releases[0]!.total).toMatchObject({ installed: 1, downloading: 0 })
+    expect(st.sites).toMatchObject([{ site: 'hq', endpoints: 1 }])
+    // still listed, marked, for the admin who looks for it
+    expect(store.list(later(25)).map(e => [e.peerId === PEER2, e.stale])).toEqual(expect.arrayContaining([[true, true], [false, false]]))
+    // reporting again brings it back
+    await store.put(report({ peerId: PEER2, ring: 'canary', site: 'hq', releases: [{ package: 'app', version: '2.0.0', state: 'downloading' }] }), later(26))
+    expect(store.status({}, later(26))).toMatchObject({ endpoints: 2, stale: 0 })
   })
 })
 
