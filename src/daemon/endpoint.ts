@@ -808,7 +808,23 @@ export class Endpoint {
       const orphans = await this.d.db.blobIndex.removeRelease(key)
       for (const cid of orphans) await this.d.blobs.delete(cidFromHex(cid))
       if (rec.state !== 'superseded') await this.setState(key, { ...rec, state: 'superseded' })
+      await this.forgetManifest(rec.manifestId)
     }
+  }
+
+  /**
+   * Drops a superseded release's manifest and the payload patches to or from it: with its blobs
+   * gone it serves no one, and a manifest is ~0.2 % of its release (12 MiB at 1 GiB) — kept
+   * forever, a weekly update would add a release's worth of them to the state dir every few years.
+   * A rollback to it then says its manifest is no longer held (RollbackTargetError).
+   */
+  private async forgetManifest (id: string): Promise<void> {
+    const patches: string[] = []
+    for await (const [k] of this.d.db.manifestPatches.entries()) {
+      const [target, base] = k.split(':')
+      if (target === id || base === id) patches.push(k)
+    }
+    await this.d.db.batch([this.d.db.manifests.delOp(id), ...patches.map(k => this.d.db.manifestPatches.delOp(k))])
   }
 
   private async setState (key: string, rec: ReleaseRecord): Promise<void> {

@@ -25,6 +25,35 @@ async function manifests (e: Daemon): Promise<{ seed: number, lan: number, delta
 }
 
 describe('payload patches between daemons', () => {
+  it('an endpoint forgets the manifest of a release it no longer keeps, and the patches to and from it', async () => {
+    fleet = await Fleet.create('mforget')
+    await fleet.startSeed()
+    const e = await fleet.startEndpoint('e', { pollInterval: 300 })
+    const ids: string[] = []
+    let src: string | undefined
+    for (const v of ['1.0.0', '2.0.0', '3.0.0']) {
+      src = await writeSwarmShapedRelease(join(fleet.dir, `src-${v}`), 1024 * 1024, src)
+      const p = await fleet.publish(src, v)
+      ids.push(manifestId(await readFile(p.manifestPath)))
+      await fleet.push(p.manifestPath)
+      await until(async () => await installedVersion(e) === v, 30_000, `${v} installed`)
+      if (v === '2.0.0') expect(await e.db.manifestPatches.get(patchKey(ids[1]!, ids[0]!)), 'the patch 1.0.0 → 2.0.0, kept').not.toBeNull()
+    }
+    const [v1, v2, v3] = ids as [string, string, string]
+    // the update to 2.0.0 came with a patch from 1.0.0, the one to 3.0.0 with one from 2.0.0
+    expect(await e.db.manifestPatches.get(patchKey(v3, v2))).not.toBeNull()
+    // 3.0.0 installed, 2.0.0 kept as the previous version: 1.0.0 is superseded and forgotten
+    await until(async () => await e.db.manifests.get(v1) === null, 10_000, "1.0.0's manifest dropped")
+    expect(await e.db.manifests.get(v2)).not.toBeNull()
+    expect(await e.db.manifests.get(v3)).not.toBeNull()
+    const keys: string[] = []
+    for await (const [k] of e.db.manifestPatches.entries()) keys.push(k)
+    expect(keys.some(k => k.includes(v1))).toBe(false)
+    expect(keys).toContain(patchKey(v3, v2))
+    expect((await e.db.releases.get('app@1.0.0'))?.state).toBe('superseded')
+  })
+
+
   it("v2's manifest crosses from the seed and on the LAN as a stripped delta plus a sealed patch, far below the plain delta", async () => {
     fleet = await Fleet.create('mpatch')
     await fleet.startSeed()
