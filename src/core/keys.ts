@@ -25,9 +25,10 @@ export class UnknownKeyTypeError extends ShoalError {
   }
 }
 
-// noble's Ed25519 with SHA-512 from node:crypto. Signing and verifying hash the whole message
-// (a manifest can be 64 MiB): OpenSSL's SHA-512 is ~13x faster than the pure-JS one, and the curve
-// arithmetic stays noble's. RFC 8032 clamping as in noble's ed25519; test/core/trust.test.ts
+// noble's Ed25519 with SHA-512 from node:crypto, for signing and keys (verifySignatureParts below
+// hashes with node:crypto itself). Signing hashes the whole message twice (a manifest can be
+// 64 MiB): OpenSSL's SHA-512 is ~13x faster than the pure-JS one, and the curve arithmetic stays
+// noble's. RFC 8032 clamping as in noble's ed25519; test/core/trust.test.ts
 // checks the result against RFC 8032 vectors and against noble's own ed25519.
 const sha512 = Object.assign(
   (msg: Uint8Array): Uint8Array => new Uint8Array(createHash('sha512').update(msg).digest()),

@@ -801,6 +801,7 @@ export class Endpoint {
     const current = await this.d.installer.current(pkg)
     const keepSet = new Set([current, previous].filter((v): v is string => v !== null))
     await this.d.installer.prune(pkg, [...keepSet])
+    const superseded = new Set<string>()
     for await (const [key, rec] of this.d.db.releases.entries({ gte: `${pkg}@`, lt: `${pkg}A` })) {
       if (rec.package !== pkg || keepSet.has(rec.version)) continue
       if (rec.state === 'downloading' || rec.state === 'installing') continue
@@ -808,23 +809,24 @@ export class Endpoint {
       const orphans = await this.d.db.blobIndex.removeRelease(key)
       for (const cid of orphans) await this.d.blobs.delete(cidFromHex(cid))
       if (rec.state !== 'superseded') await this.setState(key, { ...rec, state: 'superseded' })
-      await this.forgetManifest(rec.manifestId)
+      superseded.add(rec.manifestId)
     }
+    if (superseded.size > 0) await this.forgetManifests(superseded)
   }
 
   /**
-   * Drops a superseded release's manifest and the payload patches to or from it: with its blobs
-   * gone it serves no one, and a manifest is ~0.2 % of its release (12 MiB at 1 GiB) — kept
+   * Drops superseded releases' manifests and the payload patches to or from them: with their blobs
+   * gone they serve no one, and a manifest is ~0.2 % of its release (12 MiB at 1 GiB) — kept
    * forever, a weekly update would add a release's worth of them to the state dir every few years.
-   * A rollback to it then says its manifest is no longer held (RollbackTargetError).
+   * A rollback to one then says its manifest is no longer held (RollbackTargetError).
    */
-  private async forgetManifest (id: string): Promise<void> {
-    const patches: string[] = []
+  private async forgetManifests (ids: ReadonlySet<string>): Promise<void> {
+    const ops = [...ids].map(id => this.d.db.manifests.delOp(id))
     for await (const [k] of this.d.db.manifestPatches.entries()) {
       const [target, base] = k.split(':')
-      if (target === id || base === id) patches.push(k)
+      if (ids.has(target!) || ids.has(base!)) ops.push(this.d.db.manifestPatches.delOp(k))
     }
-    await this.d.db.batch([this.d.db.manifests.delOp(id), ...patches.map(k => this.d.db.manifestPatches.delOp(k))])
+    await this.d.db.batch(ops)
   }
 
   private async setState (key: string, rec: ReleaseRecord): Promise<void> {
