@@ -2,9 +2,9 @@
 //
 // A file per blob costs an inode: 300–500 µs of CPU per blob on our VMs, which capped a download at
 // a few hundred blobs a second (docs/bench-daemon.md). Here a blob is one append to the active pack
-// (64 MiB at most), located by an in-memory index `cid → (pack, offset, length)` that is persisted
-// as a small `.idx` file when a pack is sealed, and rebuilt at open by scanning the one pack that
-// was still being written.
+// (64 MiB at most), located by an in-memory index `cid → (pack, offset, length)` (cid-index.ts,
+// ~60 bytes a blob) that is persisted as a small `.idx` file when a pack is sealed, and rebuilt at
+// open by scanning the one pack that was still being written.
 //
 // Invariants, the same promises the file store makes:
 // - only bytes that hash to their cid become visible: a blob is checked before it is appended, and
@@ -19,8 +19,9 @@
 import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { cidFromHex, cidToHex } from '../core/seal.js'
+import { CID_BYTES, cidToHex } from '../core/seal.js'
 import { BlobStore, getEach, requireCid, sha256Hex, sharedRead, writeOnce, type BlobStorage, type BlobWant, type GetOptions, type PutOptions } from './blob-store.js'
+import { CidIndex, type Loc } from './cid-index.js'
 import { isNotFound, mapDiskFull, unlinkQuiet } from './fs-util.js'
 import { ENTRY_HEAD, IDX_MAGIC, IDX_RECORD, PACK_MAGIC, PackIo } from './pack-io.js'
 import { MAX_BLOB_BYTES } from '../net/constants.js'
@@ -40,10 +41,15 @@ const SPAN_MAX = 4 * 1024 * 1024
 const PACK_NAME = /^(\d{8})\.pack$/
 const TEMP_NAME = /\.tmp-\d+$/
 
-interface Loc { pack: number, off: number, len: number }
 /** `pending`: appends assigned to the pack whose index update has not run yet (compaction waits for 0). */
 interface Pack { id: number, entryBytes: number, deadBytes: number, sealed: boolean, pending: number }
-type Entry = [hex: string, off: number, len: number]
+/** `cid` may be a view into a buffer read at open (it is copied into the index). */
+type Entry = [cid: Buffer, off: number, len: number]
+
+/** Whether the index still holds `loc` itself: an entry's place (pack, offset) is never reused. */
+function sameLoc (a: Loc | undefined, b: Loc): boolean {
+  return a !== undefined && a.pack === b.pack && a.off === b.off && a.len === b.len
+}
 
 /** The entries of a `.idx` file, or null when it is damaged or not one (then the pack is scanned). */
 function decodeIdx (buf: Buffer, packSize: number): Entry[] | null {
@@ -57,7 +63,7 @@ function decodeIdx (buf: Buffer, packSize: number): Entry[] | null {
     const off = body.readUInt32BE(at + 32)
     const len = body.readUInt32BE(at + 36)
     if (off < PACK_MAGIC.length || off + ENTRY_HEAD + len > packSize) return null
-    out.push([body.toString('hex', at, at + 32), off, len])
+    out.push([body.subarray(at, at + 32), off, len])
   }
   return out
 }
@@ -83,9 +89,10 @@ async function scanPack (path: string): Promise<{ entries: Entry[], end: number,
       if (len > MAX_BLOB_BYTES || at + ENTRY_HEAD + len > size) break
       const data = Buffer.allocUnsafe(len)
       const { bytesRead } = await fh.read(data, 0, len, at + ENTRY_HEAD)
-      const hex = head.toString('hex', 4, ENTRY_HEAD)
-      if (bytesRead !== len || sha256Hex(data) !== hex) break
-      entries.push([hex, at, len])
+      if (bytesRead !== len) break
+      const digest = createHash('sha256').update(data).digest()
+      if (!digest.equals(head.subarray(4, ENTRY_HEAD))) break
+      entries.push([digest, at, len])
       at += ENTRY_HEAD + len
     }
     return { entries, end: at, valid: true }
@@ -126,7 +133,7 @@ export interface PackStoreOptions {
 
 export class PackStore implements BlobStorage {
   readonly packsDir: string
-  private readonly index = new Map<string, Loc>()
+  private readonly index = new CidIndex()
   private readonly packs = new Map<number, Pack>()
   private readonly io = new PackIo()
   private active: { id: number, assigned: number } | undefined
@@ -201,10 +208,10 @@ export class PackStore implements BlobStorage {
       }
       const dead = await readDead(this.deadPath(id))
       const pack: Pack = { id, entryBytes: 0, deadBytes: 0, sealed: true, pending: 0 }
-      for (const [hex, off, len] of entries) {
+      for (const [cid, off, len] of entries) {
         pack.entryBytes += ENTRY_HEAD + len
-        if (dead.has(off) || this.index.has(hex)) { pack.deadBytes += ENTRY_HEAD + len; continue }
-        this.index.set(hex, { pack: id, off, len })
+        if (dead.has(off) || this.index.has(cid)) { pack.deadBytes += ENTRY_HEAD + len; continue }
+        this.index.set(cid, { pack: id, off, len })
         this.liveBytes += len
       }
       this.packs.set(id, pack)
@@ -215,7 +222,8 @@ export class PackStore implements BlobStorage {
     // goes (a crash from here on is recovered by scanning that pack).
     if (last !== undefined && last.end >= PACK_MAGIC.length && last.end < this.packMax) {
       const path = this.packPath(last.id)
-      await this.io.run({ op: 'adopt', pack: last.id, path, end: last.end, entries: last.entries })
+      const entries = last.entries.map(([cid, off, len]): [string, number, number] => [cid.toString('hex'), off, len])
+      await this.io.run({ op: 'adopt', pack: last.id, path, end: last.end, entries })
       await unlinkQuiet(this.idxPath(last.id))
       ;(this.packs.get(last.id) as Pack).sealed = false
       this.active = { id: last.id, assigned: last.end }
@@ -249,16 +257,17 @@ export class PackStore implements BlobStorage {
   }
 
   async has (cid: Uint8Array): Promise<boolean> {
-    return this.index.has(cidToHex(cid))
+    return this.index.has(cid)
   }
 
   async size (cid: Uint8Array): Promise<number | null> {
-    return this.index.get(cidToHex(cid))?.len ?? null
+    return this.index.get(cid)?.len ?? null
   }
 
   async get (cid: Uint8Array, opts: GetOptions = {}): Promise<Uint8Array | null> {
     const hex = cidToHex(cid)
-    const blob = await sharedRead(this.reading, hex, async () => await this.read(hex))
+    const key = new Uint8Array(cid) // read() uses it after an await: the caller's bytes may change
+    const blob = await sharedRead(this.reading, hex, async () => await this.read(key))
     if (blob === null) return null
     // An entry longer than the caller's signed length is damage (or not the blob it expects).
     if ((opts.maxSize !== undefined && blob.byteLength > opts.maxSize) || (opts.verify === true && sha256Hex(blob) !== hex)) {
@@ -272,7 +281,7 @@ export class PackStore implements BlobStorage {
     const out = new Array<Uint8Array | null>(wants.length).fill(null)
     const found: Array<{ i: number, loc: Loc }> = []
     for (let i = 0; i < wants.length; i++) {
-      const loc = this.index.get(cidToHex((wants[i] as BlobWant).cid))
+      const loc = this.index.get((wants[i] as BlobWant).cid)
       if (loc !== undefined) found.push({ i, loc })
     }
     found.sort((a, b) => a.loc.pack - b.loc.pack || a.loc.off - b.loc.off)
@@ -319,8 +328,9 @@ export class PackStore implements BlobStorage {
     return out
   }
 
-  private async read (hex: string): Promise<Uint8Array | null> {
-    const loc = this.index.get(hex)
+  /** `cid` is left unchanged by the caller until this returns. */
+  private async read (cid: Uint8Array): Promise<Uint8Array | null> {
+    const loc = this.index.get(cid)
     if (loc === undefined) return null
     try {
       const r = await this.io.run({ op: 'read', path: this.packPath(loc.pack), off: loc.off + ENTRY_HEAD, len: loc.len })
@@ -329,7 +339,7 @@ export class PackStore implements BlobStorage {
       // A pack cut short or removed behind our back: the blob is gone, say so rather than fail.
       const code = (err as { code?: string }).code
       if (code === 'ERR_PACK_SHORT' || code === 'ENOENT') {
-        if (this.index.get(hex) === loc) this.forget(hex, loc)
+        if (sameLoc(this.index.get(cid), loc)) this.forget(cid, loc)
         return null
       }
       throw err
@@ -343,13 +353,14 @@ export class PackStore implements BlobStorage {
   async put (cid: Uint8Array, blob: Uint8Array, opts: PutOptions = {}): Promise<boolean> {
     const hex = cidToHex(cid)
     requireCid(hex, blob, opts.verified)
-    if (this.index.has(hex)) return false
+    if (this.index.has(cid)) return false
+    const key = new Uint8Array(cid) // used after the append: the caller's bytes may change by then
     return await writeOnce(this.inflight, hex, async () => {
       const loc = await this.append(hex, blob, opts.durable ?? true)
       // a compaction may have placed the same blob meanwhile: then this copy is dead weight
-      const fresh = !this.index.has(hex)
+      const fresh = !this.index.has(key)
       if (fresh) {
-        this.index.set(hex, loc)
+        this.index.set(key, loc)
         this.liveBytes += loc.len
       } else this.markDead(loc)
       this.settle(loc.pack)
@@ -414,16 +425,15 @@ export class PackStore implements BlobStorage {
   }
 
   async delete (cid: Uint8Array): Promise<void> {
-    const hex = cidToHex(cid)
-    const loc = this.index.get(hex)
+    const loc = this.index.get(cid)
     if (loc === undefined) return
-    this.forget(hex, loc)
+    this.forget(cid, loc)
     await this.io.run({ op: 'dead', path: this.deadPath(loc.pack), off: loc.off })
     this.maybeCompact(loc.pack)
   }
 
-  private forget (hex: string, loc: Loc): void {
-    this.index.delete(hex)
+  private forget (cid: Uint8Array, loc: Loc): void {
+    this.index.delete(cid)
     this.liveBytes -= loc.len
     const pack = this.packs.get(loc.pack)
     if (pack !== undefined) pack.deadBytes += ENTRY_HEAD + loc.len
@@ -440,16 +450,17 @@ export class PackStore implements BlobStorage {
 
   /** Copies a pack's live entries to the active pack, makes them durable, then removes the pack. */
   private async compact (pack: Pack): Promise<void> {
-    for (const [hex, loc] of [...this.index].filter(([, l]) => l.pack === pack.id)) {
-      const blob = await this.read(hex)
-      if (blob === null || this.index.get(hex) !== loc) continue
-      const moved = await this.append(hex, blob, false)
+    // in pack order: the old pack is read front to back
+    for (const [cid, loc] of this.index.entriesOf(pack.id).sort((a, b) => a[1].off - b[1].off)) {
+      const blob = await this.read(cid)
+      if (blob === null || !sameLoc(this.index.get(cid), loc)) continue
+      const moved = await this.append(cidToHex(cid), blob, false)
       // Readers keep the old place until the copy is written; a delete meanwhile kills the copy.
-      if (this.index.get(hex) === loc) this.index.set(hex, moved)
+      if (sameLoc(this.index.get(cid), loc)) this.index.set(cid, moved)
       else this.markDead(moved)
       this.settle(moved.pack)
     }
-    if ([...this.index.values()].some(l => l.pack === pack.id)) return
+    if (this.index.hasPack(pack.id)) return
     await this.io.run({ op: 'sync' })
     const path = this.packPath(pack.id)
     await this.io.run({ op: 'unlink', path, paths: [path, this.idxPath(pack.id), this.deadPath(pack.id)] })
@@ -463,7 +474,8 @@ export class PackStore implements BlobStorage {
 
   /** Every cid present, in no particular order. */
   async * list (): AsyncGenerator<Uint8Array> {
-    for (const hex of [...this.index.keys()]) yield cidFromHex(hex)
+    const keys = this.index.keyBytes() // a snapshot, as the index may change between yields
+    for (let at = 0; at < keys.byteLength; at += CID_BYTES) yield keys.slice(at, at + CID_BYTES)
   }
 
   async stats (): Promise<{ blobs: number, bytes: number }> {
@@ -483,7 +495,7 @@ export class PackStore implements BlobStorage {
     let ok = 0
     let removed = 0
     for await (const cid of this.list()) {
-      const blob = await this.read(cidToHex(cid))
+      const blob = await this.read(cid)
       if (blob !== null && sha256Hex(blob) === cidToHex(cid)) ok++
       else { await this.delete(cid); removed++ }
     }
