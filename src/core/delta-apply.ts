@@ -3,6 +3,7 @@
 // base comes from (resolveDeltaBase), and rebuilding chunks from a delta and its base, accepted
 // only when every rebuilt chunk's HMAC under the content key is the chunk key the manifest lists
 // (rebuildChunks / rebuildChunk). Fetching, storing and falling back are the caller's.
+import { ChunkTable, type Chunks, type PayloadLike } from './chunk-table.js'
 import { DeltaDecoder, DeltaError } from './delta.js'
 import { ShoalError } from './errors.js'
 import { chunkKey } from './seal.js'
@@ -136,13 +137,14 @@ export function resolveDeltaBase (base: DeltaBaseRef, releases: Iterable<HeldRel
  * chunk is held, and is used only when its blob (0 when held) is smaller than the full blobs of
  * the wanted targets it would still cover, best savings first. Everything else is fetched whole.
  */
-export function planFetch (manifest: { chunks: readonly ChunkRef[] } | { signed: { chunks: readonly ChunkRef[] } }, payload: ManifestPayload, held: (cid: string) => boolean, releases: Iterable<HeldRelease> = []): FetchPlan {
-  const table = 'signed' in manifest ? manifest.signed.chunks : manifest.chunks
+export function planFetch (manifest: { chunks: Chunks } | { signed: { chunks: Chunks } }, payload: PayloadLike, held: (cid: string) => boolean, releases: Iterable<HeldRelease> = []): FetchPlan {
+  const chunks = 'signed' in manifest ? manifest.signed.chunks : manifest.chunks
+  const table = { at: (i: number): ChunkRef | undefined => chunks instanceof ChunkTable ? chunks.at(i) : chunks[i] }
   const chunkOf = new Map<number, WantedChunk>()
   for (const f of payload.files) {
     for (const c of f.chunks ?? []) {
       if (chunkOf.has(c.index)) continue
-      const ref = table[c.index]
+      const ref = table.at(c.index)
       if (ref === undefined) throw new ShoalError('ERR_DECODE', `${f.path}: chunk index ${c.index} is outside the chunk table`)
       chunkOf.set(c.index, { index: c.index, cid: ref.cid, blobSize: ref.size, key: c.key, size: c.size })
     }
@@ -153,7 +155,7 @@ export function planFetch (manifest: { chunks: readonly ChunkRef[] } | { signed:
   interface Candidate { delta: PayloadDelta, cid: string, blobSize: number, held: boolean, base: BaseChunk[], saving: number }
   const candidates: Candidate[] = []
   for (const d of payload.deltas ?? []) {
-    const ref = table[d.index]
+    const ref = table.at(d.index)
     if (ref === undefined) continue
     const full = d.targets.reduce((n, t) => n + (wanted.has(t) ? chunkOf.get(t)?.blobSize ?? 0 : 0), 0)
     if (full === 0) continue

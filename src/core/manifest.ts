@@ -9,6 +9,7 @@ import { ShoalError, DecodeError, InvalidArgumentError, quoteValue } from './err
 import type { KeyPair } from './keys.js'
 import { checkRootFresh, type SignedRoot } from './root.js'
 import { canonicalBytes } from './canonical.js'
+import { ChunkTable } from './chunk-table.js'
 import { validateRolloutPolicy, type RolloutPolicy } from './rollout-policy.js'
 import {
   signEnvelope, encodeEnvelope, verifyThreshold, isExpired, isoSeconds, parseJsonBytes, requireCanonical, decodeEnvelopeShape,
@@ -83,11 +84,12 @@ export type SignedManifest = Envelope<ManifestBody>
  * chunk table, names and rollout. Not the sealed payload — 7.8 MB of base64 text for a release of
  * 57 000 chunks, held for nothing through the whole download — nor the signatures.
  */
-export interface ManifestTable { signed: Pick<ManifestBody, 'package' | 'version' | 'chunks' | 'rollout'> }
+export interface ManifestTable { signed: Pick<ManifestBody, 'package' | 'version' | 'rollout'> & { chunks: ChunkTable } }
 
-export function manifestTable (m: SignedManifest): ManifestTable {
+/** The table of a decoded (and verified) manifest, its chunks compact (src/core/chunk-table.ts). */
+export function manifestTable (m: SignedManifest | ManifestTable): ManifestTable {
   const { package: pkg, version, chunks, rollout } = m.signed
-  return { signed: { package: pkg, version, chunks, ...(rollout !== undefined ? { rollout } : {}) } }
+  return { signed: { package: pkg, version, chunks: ChunkTable.from(chunks), ...(rollout !== undefined ? { rollout } : {}) } }
 }
 
 export class ManifestExpiredError extends MetadataExpiredError {
@@ -266,7 +268,8 @@ export function decodeManifest (bytes: Uint8Array): SignedManifest {
     const cid = str(co.cid, what, `chunks[${i}].cid`, HEX64)
     if (seen.has(cid)) throw new DecodeError(what, `chunks[${i}] repeats blob ${cid.slice(0, 16)}…: the chunk table lists each blob once`)
     seen.add(cid)
-    return { cid, size: int(co.size, what, `chunks[${i}].size`, MIN_BLOB_BYTES, MAX_BLOB_BYTES) }
+    int(co.size, what, `chunks[${i}].size`, MIN_BLOB_BYTES, MAX_BLOB_BYTES)
+    return co as unknown as ChunkRef // exactly { cid, size }, both checked: no second object per chunk
   })
   const p = obj(b.payload, what, 'payload', ['alg', 'nonce', 'ciphertext'])
   need(p, what, 'payload', 'alg', 'nonce', 'ciphertext')
@@ -381,7 +384,7 @@ export function validatePayload (v: unknown, chunkCount: number, what = 'manifes
   const p = obj(v, what, 'payload', ['files', 'hooks', 'notes', 'deltas'])
   need(p, what, 'payload', 'files')
   const types = new Map<string, FileEntry['type']>()
-  const chunkOf = new Map<number, { key: string, size: number }>()
+  const chunkOf = new ChunkKeys(chunkCount)
   let prev: string | null = null
   const files = list(p.files, what, 'files', MAX_PAYLOAD_FILES).map((f, i): FileEntry => {
     const at = `files[${i}]`
@@ -422,11 +425,9 @@ export function validatePayload (v: unknown, chunkCount: number, what = 'manifes
       const index = int(co.index, what, `${cat}.index`, 0, chunkCount - 1)
       const key = str(co.key, what, `${cat}.key`, HEX64)
       const csize = int(co.size, what, `${cat}.size`, 1, MAX_CHUNK_PLAINTEXT)
-      const before = chunkOf.get(index)
-      if (before === undefined) chunkOf.set(index, { key, size: csize })
-      else if (before.key !== key || before.size !== csize) throw new DecodeError(what, `${cat}: chunk ${index} is listed elsewhere with another key or size`)
+      if (!chunkOf.add(index, key, csize)) throw new DecodeError(what, `${cat}: chunk ${index} is listed elsewhere with another key or size`)
       sum += csize
-      return { index, key, size: csize }
+      return co as unknown as FileChunk // exactly { index, key, size }, all checked: no second object per chunk
     })
     if (sum !== size) throw new DecodeError(what, `${at} (${path}): chunk sizes add up to ${sum}, not ${size}`)
     return { path, type, mode, size, sha256: sha, chunks }
@@ -451,6 +452,45 @@ export function validatePayload (v: unknown, chunkCount: number, what = 'manifes
   return out
 }
 
+/**
+ * The key and size the files give each chunk index, to check that every mention agrees: typed
+ * arrays over the table (pages touched only for indices named), not a Map of an object per chunk
+ * (~4 MB of heap at 57 000 chunks, at the top of the endpoint's manifest phase).
+ */
+class ChunkKeys {
+  private readonly keys: Buffer
+  private readonly sizes: Uint32Array
+  private readonly seen: Uint8Array
+  private readonly scratch = Buffer.allocUnsafe(32)
+
+  constructor (chunkCount: number) {
+    this.keys = Buffer.allocUnsafeSlow(chunkCount * 32)
+    this.sizes = new Uint32Array(chunkCount)
+    this.seen = new Uint8Array(chunkCount)
+  }
+
+  has (index: number): boolean {
+    return this.seen[index] === 1
+  }
+
+  /** The size the files give chunk `index`, or undefined when no file names it. */
+  size (index: number): number | undefined {
+    return this.has(index) ? this.sizes[index] : undefined
+  }
+
+  /** Records `key` (hex) and `size` for `index`; false when it is already known with others. */
+  add (index: number, key: string, size: number): boolean {
+    if (!this.has(index)) {
+      this.keys.write(key, index * 32, 32, 'hex')
+      this.sizes[index] = size
+      this.seen[index] = 1
+      return true
+    }
+    this.scratch.write(key, 0, 32, 'hex')
+    return this.sizes[index] === size && this.scratch.equals(this.keys.subarray(index * 32, index * 32 + 32))
+  }
+}
+
 const DELTA_FIELDS = ['index', 'key', 'size', 'targets', 'base'] as const
 const DELTA_BASE_FIELDS = ['version', 'path', 'first', 'count', 'size'] as const
 
@@ -461,7 +501,7 @@ const DELTA_BASE_FIELDS = ['version', 'path', 'first', 'count', 'size'] as const
  * 1…4096 chunks of one file of another release, at most 16 MiB. Whether that release is at hand
  * is the endpoint's business (src/core/delta-apply.ts); a wrong base only ever costs a fallback.
  */
-function validateDeltas (v: unknown, chunkCount: number, chunkOf: ReadonlyMap<number, { key: string, size: number }>, what: string): PayloadDelta[] {
+function validateDeltas (v: unknown, chunkCount: number, chunkOf: ChunkKeys, what: string): PayloadDelta[] {
   const blobOf = new Map<number, { key: string, size: number }>()
   const deltas = list(v, what, 'deltas', MAX_CHUNKS)
   if (deltas.length === 0) throw new DecodeError(what, 'deltas is empty: leave it out instead')
@@ -480,11 +520,11 @@ function validateDeltas (v: unknown, chunkCount: number, chunkOf: ReadonlyMap<nu
     let targetBytes = 0
     const targets = list(o.targets, what, `${at}.targets`, MAX_DELTA_TARGETS).map((t, j) => {
       const ti = int(t, what, `${at}.targets[${j}]`, 0, chunkCount - 1)
-      const chunk = chunkOf.get(ti)
-      if (chunk === undefined) throw new DecodeError(what, `${at}.targets[${j}]: chunk ${ti} is not a file chunk`)
+      const chunkSize = chunkOf.size(ti)
+      if (chunkSize === undefined) throw new DecodeError(what, `${at}.targets[${j}]: chunk ${ti} is not a file chunk`)
       if (seen.has(ti)) throw new DecodeError(what, `${at}.targets lists chunk ${ti} twice`)
       seen.add(ti)
-      targetBytes += chunk.size
+      targetBytes += chunkSize
       return ti
     })
     if (targets.length === 0) throw new DecodeError(what, `${at}.targets is empty`)

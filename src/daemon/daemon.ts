@@ -12,7 +12,7 @@ import { loadOrCreatePeerKey } from '../net/peer-key.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { PackStore } from '../store/pack-store.js'
 import { readFileCapped } from '../store/fs-util.js'
-import { StateDb } from '../store/state-db.js'
+import { STATE_SCHEMA_VERSION, StateDb } from '../store/state-db.js'
 import { TokenBucket } from '../swarm/token-bucket.js'
 import { SHOAL_VERSION } from '../version.js'
 import { Announce } from './announce.js'
@@ -130,6 +130,7 @@ export async function startDaemon (cfg: DaemonConfig, opts: DaemonOptions = {}):
   const enrollment = await readEnrollment(cfg)
   const privateKey = await loadOrCreatePeerKey(cfg.stateDir)
   const db = await StateDb.open(cfg.stateDir)
+  if (db.migratedFrom !== null) log.info({ from: db.migratedFrom, to: STATE_SCHEMA_VERSION, path: db.path }, 'state database migrated to the current schema')
   const cleanups: Array<() => Promise<void>> = [async () => { await db.close() }]
   const cleanup = async (): Promise<void> => {
     for (const c of cleanups.splice(0).reverse()) {

@@ -7,12 +7,12 @@
 // the chunks wanted whole instead, and is counted and logged.
 import { DeltaRebuildError, planFetch, rebuildChunks, type BaseChunk, type FetchItem, type HeldRelease, type WantedChunk } from '../core/delta-apply.js'
 import { ShoalError } from '../core/errors.js'
-import { decodeManifest, openPayload, type ChunkRef, type ManifestPayload, type ManifestTable } from '../core/manifest.js'
+import { FileChunkList, type ChunkTable, type PayloadLike } from '../core/chunk-table.js'
+import { decodeManifest, openPayload, type FileChunk, type ManifestTable } from '../core/manifest.js'
 import { cidFromHex, cidToHex, MIN_BLOB_BYTES, openBlob, sealWithKey } from '../core/seal.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import type { StateDb } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
-import { distinctChunks } from '../swarm/release-fetch.js'
 
 /** Why a delta was not used after all; the label of `shoal_delta_fallbacks_total`. */
 export type FallbackReason = 'delta' | 'size' | 'key' | 'base' | 'reseal'
@@ -61,13 +61,38 @@ export async function heldReleases (db: StateDb, contentKey: Uint8Array, pkg: st
 }
 
 /** Which blobs of a table are stored here: by table index. */
-export async function presentMap (table: readonly ChunkRef[], blobs: BlobStorage): Promise<HaveMap> {
+export async function presentMap (table: ChunkTable, blobs: BlobStorage): Promise<HaveMap> {
   const have = new HaveMap(table.length)
   for (let i = 0; i < table.length; i += 256) {
-    const present = await Promise.all(table.slice(i, i + 256).map(async c => await blobs.has(cidFromHex(c.cid))))
+    const n = Math.min(256, table.length - i)
+    const present = await Promise.all(Array.from({ length: n }, async (_, k) => await blobs.has(table.cidBytes(i + k))))
     present.forEach((p, k) => { if (p) have.set(i + k) })
   }
   return have
+}
+
+/**
+ * What planFetch answers for a payload without delta blobs — every chunk a file names and `have`
+ * lacks, fetched whole — as a want-map over the distinct table, without planFetch's objects and
+ * hex strings per chunk (~20 MB of heap at once for 57 000 chunks, at the top of the manifest
+ * phase's memory). Exported for the test that holds it to planFetch.
+ */
+export function wholeChunksWanted (payload: PayloadLike, table: ChunkTable, indexOf: Uint32Array, have: HaveMap): { want: HaveMap, bytes: number } {
+  const want = new HaveMap(table.length)
+  let bytes = 0
+  for (const f of payload.files) {
+    const cs = f.chunks
+    if (cs === undefined) continue
+    for (let k = 0; k < cs.length; k++) {
+      const c = cs instanceof FileChunkList ? cs.indexAt(k) : (cs[k] as FileChunk).index
+      const i = indexOf[c]
+      if (i === undefined) throw new ShoalError('ERR_DECODE', `${f.path}: chunk index ${c} is outside the chunk table`)
+      if (have.has(i) || want.has(i)) continue
+      want.set(i)
+      bytes += table.size(i)
+    }
+  }
+  return { want, bytes }
 }
 
 export class DeltaDownload {
@@ -78,20 +103,18 @@ export class DeltaDownload {
   /** Chunks the plan rebuilds from deltas. */
   readonly viaDelta: number
   private readonly deltas = new Map<number, DeltaItem>()
-  private readonly indexOf: Map<string, number>
   /** Rebuilds by delta index: a second copy landing (endgame) waits for the first's outcome. */
   private readonly started = new Map<number, Promise<void>>()
   private sink: DeltaSink | undefined
 
   private constructor (
-    private readonly o: { release: string, table: readonly ChunkRef[], blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents },
-    items: FetchItem[], bytes: number, viaDelta: number
+    private readonly o: { release: string, table: ChunkTable, indexOf: Uint32Array, blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents },
+    items: FetchItem[], bytes: number, viaDelta: number, want?: HaveMap
   ) {
-    this.indexOf = new Map(o.table.map((c, i) => [c.cid, i]))
-    this.want = new HaveMap(o.table.length)
+    this.want = want ?? new HaveMap(o.table.length)
     for (const item of items) {
-      if (item.kind === 'full') { this.want.set(this.index(item.chunk.cid)); continue }
-      const i = this.index(item.cid)
+      if (item.kind === 'full') { this.want.set(this.index(item.chunk.index)); continue }
+      const i = this.index(item.delta.index)
       this.want.set(i)
       this.deltas.set(i, item)
     }
@@ -103,9 +126,14 @@ export class DeltaDownload {
    * Plans a release's download: `have` says which table entries are stored, `releases` are the
    * releases held here (heldReleases). Base blobs are checked on disk before a delta is counted on.
    */
-  static async plan (o: { release: string, manifest: ManifestTable, payload: ManifestPayload, have: HaveMap, releases: HeldRelease[], blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents }): Promise<DeltaDownload> {
-    const table = distinctChunks(o.manifest.signed.chunks) // the have-map's indices (docs/protocol.md §6.7)
-    const present = new Set(table.filter((_, i) => o.have.has(i)).map(c => c.cid))
+  static async plan (o: { release: string, manifest: ManifestTable, payload: PayloadLike, have: HaveMap, releases: HeldRelease[], blobs: BlobStorage, contentKey: Uint8Array, events: DeltaEvents }): Promise<DeltaDownload> {
+    const { table, indexOf } = o.manifest.signed.chunks.distinct() // the have-map's indices (docs/protocol.md §6.7)
+    const ctx = { release: o.release, table, indexOf, blobs: o.blobs, contentKey: o.contentKey, events: o.events }
+    if ((o.payload.deltas?.length ?? 0) === 0) {
+      const { want, bytes } = wholeChunksWanted(o.payload, table, indexOf, o.have)
+      return new DeltaDownload(ctx, [], bytes, 0, want)
+    }
+    const present = new Set(o.have.indices().map(i => table.cid(i)))
     const baseHeld = new Map<string, boolean>()
     if (o.payload.deltas !== undefined && o.releases.length > 0) {
       const rels = o.releases
@@ -125,12 +153,13 @@ export class DeltaDownload {
       for (const cid of named) if (!baseHeld.has(cid)) baseHeld.set(cid, await o.blobs.has(cidFromHex(cid)))
     }
     const plan = planFetch(o.manifest, o.payload, cid => present.has(cid) || baseHeld.get(cid) === true, o.releases)
-    return new DeltaDownload({ release: o.release, table, blobs: o.blobs, contentKey: o.contentKey, events: o.events }, plan.items, plan.bytes, plan.viaDelta)
+    return new DeltaDownload(ctx, plan.items, plan.bytes, plan.viaDelta)
   }
 
-  private index (cid: string): number {
-    const i = this.indexOf.get(cid)
-    if (i === undefined) throw new ShoalError('ERR_INTERNAL', `cid ${cid} is not in the release's table`)
+  /** The have-map index (distinct table) of chunk-table entry `chunk`. */
+  private index (chunk: number): number {
+    const i = this.o.indexOf[chunk]
+    if (i === undefined) throw new ShoalError('ERR_INTERNAL', `chunk ${chunk} is not in the release's table`)
     return i
   }
 
@@ -187,7 +216,7 @@ export class DeltaDownload {
 
   private async missingTargets (targets: WantedChunk[]): Promise<number[]> {
     const out: number[] = []
-    for (const t of targets) if (!await this.o.blobs.has(cidFromHex(t.cid))) out.push(this.index(t.cid))
+    for (const t of targets) if (!await this.o.blobs.has(cidFromHex(t.cid))) out.push(this.index(t.index))
     return [...new Set(out)]
   }
 
@@ -213,7 +242,7 @@ export class DeltaDownload {
       const cid = cidToHex(sealed.cid)
       if (cid !== t.cid) throw new ResealError(t.cid, cid)
       await this.o.blobs.put(sealed.cid, sealed.blob, { durable: false, verified: true })
-      stored.push(this.index(t.cid))
+      stored.push(this.index(t.index))
     }
     return [...new Set(stored)]
   }

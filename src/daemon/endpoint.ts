@@ -9,7 +9,8 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CoalescedTask } from '../core/coalesced.js'
 import { ShoalError } from '../core/errors.js'
 import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type HeadBody, type HeadEntry } from '../core/head.js'
-import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ChunkRef, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
+import { ChunkTable, compactPayload, type CompactPayload, type PayloadLike } from '../core/chunk-table.js'
+import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
 import { cidFromHex } from '../core/seal.js'
 import { MetadataExpiredError } from '../core/signed.js'
@@ -21,11 +22,12 @@ import type { BlobStorage } from '../store/blob-store.js'
 import { BlobVerifyError } from '../net/errors.js'
 import { OriginClient } from '../net/origin-client.js'
 import { isDiskFull, StorageFullError, syncFilesystem } from '../store/fs-util.js'
-import type { ReleaseRecord, StateDb } from '../store/state-db.js'
+import type { ReleaseRecord, StateDb, StateOp } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
 import { ownershipWeight, rankOwners } from '../swarm/ownership.js'
 import { PeerScores } from '../swarm/peer-scores.js'
-import { distinctChunks, ReleaseFetch } from '../swarm/release-fetch.js'
+import { gcAfterManifest } from './gc.js'
+import { ReleaseFetch } from '../swarm/release-fetch.js'
 import { Site, type SiteMember } from '../swarm/site.js'
 import type { TokenBucket } from '../swarm/token-bucket.js'
 import { originSource, seedSource, WanSources } from '../swarm/wan-sources.js'
@@ -215,7 +217,7 @@ export class Endpoint {
     for await (const [, rec] of this.d.db.releases.entries()) {
       if (rec.state !== 'installed' && rec.state !== 'waiting-for-ring' && rec.state !== 'deferred') continue
       const bytes = await this.d.db.manifests.get(rec.manifestId)
-      if (bytes !== null) this.haveMaps.set(rec.manifestId, await presentMap(distinctChunks(decodeManifest(bytes).signed.chunks), this.d.blobs))
+      if (bytes !== null) this.haveMaps.set(rec.manifestId, await presentMap(ChunkTable.of(decodeManifest(bytes).signed.chunks).distinct().table, this.d.blobs))
     }
     await this.site.start()
     // A pass under way has just polled, and a failed one has its retry scheduled sooner: the tick
@@ -540,9 +542,10 @@ export class Endpoint {
     const { error: _e, previous: _p, ...base } = target
     await this.d.db.releases.put(toKey, { ...base, state: 'downloading', updatedAt: this.d.now().toISOString() })
     await this.d.db.blobIndex.add(toKey, [...new Set(manifest.signed.chunks.map(c => c.cid))])
-    await this.download(toKey, target.manifestId, manifest, payload)
+    const table = manifestTable(manifest)
+    await this.download(toKey, target.manifestId, table, payload)
     await this.setState(toKey, { ...base, state: 'installing' })
-    await this.install(toKey, { ...base, state: 'installing' }, manifest, payload)
+    await this.install(toKey, { ...base, state: 'installing' }, table, payload)
     if (await this.d.installer.current(name) === to) await this.markHalted(name, head, entry, await this.d.db.releases.get(key), to)
   }
 
@@ -551,30 +554,43 @@ export class Endpoint {
    * table is returned (a full SignedManifest kept by processRelease held its sealed payload text
    * through the whole download).
    */
-  private async openRelease (head: HeadBody, name: string, entry: HeadEntry, record?: { key: string, rec: ReleaseRecord }): Promise<{ manifest: ManifestTable, payload: ManifestPayload }> {
-    const { manifest, bytes } = await this.manifestFor(head, name, entry)
-    const payload = openPayload(manifest, this.d.contentKey)
+  private async openRelease (head: HeadBody, name: string, entry: HeadEntry, record?: { key: string, rec: ReleaseRecord }): Promise<{ manifest: ManifestTable, payload: CompactPayload }> {
+    const { table, payload, bytes } = await this.openedManifest(head, name, entry)
     if (record !== undefined) {
-      // The record first: a crash before the index is complete leaves it 'downloading', and the
-      // next pass adds the index again (idempotent) before anything is fetched. Stored here so the
-      // manifest's bytes (12 MiB at 1 GiB) are not held by processRelease's frame for the download.
-      await this.d.db.batch([
-        this.d.db.manifests.putOp(entry.manifest, bytes),
-        this.d.db.releases.putOp(record.key, record.rec)
-      ])
-      await this.d.db.blobIndex.add(record.key, [...new Set(manifest.signed.chunks.map(c => c.cid))])
+      // The manifest, then the record: a crash before the index is complete leaves it
+      // 'downloading', and the next pass adds the index again (idempotent) before anything is
+      // fetched; a crash before the record leaves a manifest file the next pass writes again.
+      // Stored here so the manifest's bytes (12 MiB at 1 GiB) are not held by processRelease's
+      // frame for the download.
+      await this.d.db.manifests.put(entry.manifest, bytes)
+      await this.d.db.releases.put(record.key, record.rec)
+      await this.d.db.blobIndex.add(record.key, table.signed.chunks.cidRecords())
       this.d.onStateChange?.()
     }
-    return { manifest: manifestTable(manifest), payload }
+    return { manifest: table, payload }
+  }
+
+  /**
+   * The verified manifest in the compact forms kept through download and install
+   * (src/core/chunk-table.ts): ~4 MB at 1 GiB where the decoded document and its opened payload
+   * held ~25 MB of objects and strings through the whole download.
+   */
+  private async openedManifest (head: HeadBody, name: string, entry: HeadEntry): Promise<{ table: ManifestTable, payload: CompactPayload, bytes: Uint8Array }> {
+    const { manifest, bytes } = await this.manifestFor(head, name, entry)
+    const opened = { table: manifestTable(manifest), payload: compactPayload(openPayload(manifest, this.d.contentKey)), bytes }
+    gcAfterManifest(bytes) // the decrypted payload, its tree, the decoded manifest
+    return opened
   }
 
   /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
   private async manifestFor (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
     const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest, name, entry.version, head.channel)
+    gcAfterManifest(bytes) // the fetch's transport buffers (src/daemon/gc.ts)
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)
     verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace, expectChannel: head.channel })
+    gcAfterManifest(bytes) // the JSON text and its parsed tree
     return { manifest, bytes }
   }
 
@@ -664,8 +680,8 @@ export class Endpoint {
     if (via !== 'full') await this.d.db.counters.add(`manifest.${via === 'delta' ? 'deltas' : via === 'patch' ? 'patches' : 'refused'}`, 1)
   }
 
-  private async download (key: string, id: string, manifest: ManifestTable, payload: ManifestPayload): Promise<void> {
-    const table = distinctChunks(manifest.signed.chunks)
+  private async download (key: string, id: string, manifest: ManifestTable, payload: PayloadLike): Promise<void> {
+    const { table } = manifest.signed.chunks.distinct()
     const have = await presentMap(table, this.d.blobs)
     this.haveMaps.set(id, have)
     // Which blobs: delta blobs where a held release is their base, full blobs for the rest (docs/delta.md).
@@ -694,7 +710,7 @@ export class Endpoint {
     const prog: ReleaseProgress = {
       blobs: held.length,
       blobsTotal: held.length + deltas.want.indices().filter(i => !have.has(i)).length,
-      bytes: held.reduce((n, i) => n + (table[i] as ChunkRef).size, 0),
+      bytes: table.bytes(held),
       bytesTotal: 0
     }
     prog.bytesTotal = prog.bytes + deltas.bytes
@@ -704,7 +720,7 @@ export class Endpoint {
     const fetch = new ReleaseFetch({
       self: this.d.node.peerId,
       release: id,
-      chunks: manifest.signed.chunks,
+      chunks: table,
       store: this.d.blobs,
       client: this.d.client,
       site: this.site,
@@ -741,7 +757,7 @@ export class Endpoint {
       await deltas.attach({
         held: (indices) => { fetch.held(indices) },
         want: (indices) => {
-          for (const i of indices) if (!have.has(i)) { prog.blobsTotal++; prog.bytesTotal += (table[i] as ChunkRef).size }
+          for (const i of indices) if (!have.has(i)) { prog.blobsTotal++; prog.bytesTotal += table.size(i) }
           fetch.want(indices)
         }
       }, have)
@@ -753,7 +769,7 @@ export class Endpoint {
     this.d.log.info({ release: key, fetched, bytes: prog.bytes }, 'release downloaded')
   }
 
-  private async install (key: string, base: ReleaseRecord, manifest: ManifestTable, payload: ManifestPayload): Promise<void> {
+  private async install (key: string, base: ReleaseRecord, manifest: ManifestTable, payload: PayloadLike): Promise<void> {
     try {
       const installed = await this.installedTree(manifest.signed.package, manifest.signed.version)
       const res = await this.d.installer.install(releaseSpec({ manifest, payload, blobs: this.d.blobs, ...(installed !== undefined ? { installed } : {}) }), { hookTimeoutMs: this.d.cfg.hookTimeout })
@@ -821,7 +837,8 @@ export class Endpoint {
    * A rollback to one then says its manifest is no longer held (RollbackTargetError).
    */
   private async forgetManifests (ids: ReadonlySet<string>): Promise<void> {
-    const ops = [...ids].map(id => this.d.db.manifests.delOp(id))
+    for (const id of ids) await this.d.db.manifests.del(id)
+    const ops: StateOp[] = []
     for await (const [k] of this.d.db.manifestPatches.entries()) {
       const [target, base] = k.split(':')
       if (ids.has(target!) || ids.has(base!)) ops.push(this.d.db.manifestPatches.delOp(k))
@@ -895,3 +912,4 @@ export class Endpoint {
     return out
   }
 }
+

@@ -9,9 +9,10 @@
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { MissingBlobError } from '../core/release.js'
-import { cidFromHex, openBlob } from '../core/seal.js'
+import { openBlob } from '../core/seal.js'
 import { ShoalError } from '../core/errors.js'
-import type { ChunkRef, FileChunk, FileEntry, ManifestPayload, ManifestTable } from '../core/manifest.js'
+import { ChunkTable, type Chunks, type CompactFileEntry, type FileChunks, type PayloadLike } from '../core/chunk-table.js'
+import type { FileChunk, FileEntry, ManifestPayload, ManifestTable } from '../core/manifest.js'
 import type { BlobStorage } from '../store/blob-store.js'
 import { InstalledTreeChangedError } from './errors.js'
 import { resolveInside } from './paths.js'
@@ -21,8 +22,9 @@ import type { InstallFile, InstallSpec } from './stage.js'
 const WINDOW_BYTES = 1024 * 1024
 
 export interface ReleaseSpecOptions {
-  manifest: ManifestTable
-  payload: ManifestPayload
+  /** A ManifestTable, or a decoded manifest (its chunk array is made compact here). */
+  manifest: { signed: Pick<ManifestTable['signed'], 'package' | 'version'> & { chunks: Chunks } }
+  payload: PayloadLike
   blobs: BlobStorage
   /**
    * The installed version (its tree and its payload), for an update: chunks found there at a known
@@ -32,18 +34,20 @@ export interface ReleaseSpecOptions {
   installed?: { dir: string, payload: ManifestPayload }
 }
 
+type Entry = FileEntry | CompactFileEntry
+
 /** Where a chunk's plaintext sits in the installed tree. */
 interface OldChunk { path: string, off: number, size: number }
 
 export function releaseSpec (o: ReleaseSpecOptions): InstallSpec {
-  const chunks: readonly ChunkRef[] = o.manifest.signed.chunks
-  const byPath = new Map<string, FileEntry>(o.payload.files.map(f => [f.path, f]))
+  const chunks = ChunkTable.from(o.manifest.signed.chunks)
+  const byPath = new Map<string, Entry>(o.payload.files.map(f => [f.path, f]))
   return {
     package: o.manifest.signed.package,
     version: o.manifest.signed.version,
     files: o.payload.files as InstallFile[],
     ...(o.payload.hooks !== undefined ? { hooks: o.payload.hooks } : {}),
-    open: (file) => blobPlaintext(byPath.get(file.path) as FileEntry, file.path, chunks, o.blobs),
+    open: (file) => blobPlaintext(byPath.get(file.path) as Entry, file.path, chunks, o.blobs),
     ...(o.installed !== undefined ? { reuse: reuseFrom(o.installed, byPath, chunks, o.blobs) } : {})
   }
 }
@@ -53,7 +57,7 @@ export function releaseSpec (o: ReleaseSpecOptions): InstallSpec {
  * the installed version's payload lists names the same plaintext at that file's offset, as long as
  * nobody changed the file since (which the installer's SHA-256 check catches).
  */
-function reuseFrom (installed: NonNullable<ReleaseSpecOptions['installed']>, byPath: ReadonlyMap<string, FileEntry>, table: readonly ChunkRef[], blobs: BlobStorage): NonNullable<InstallSpec['reuse']> {
+function reuseFrom (installed: NonNullable<ReleaseSpecOptions['installed']>, byPath: ReadonlyMap<string, Entry>, table: ChunkTable, blobs: BlobStorage): NonNullable<InstallSpec['reuse']> {
   const byKey = new Map<string, OldChunk>()
   for (const f of installed.payload.files) {
     if (f.type !== 'file') continue
@@ -71,22 +75,22 @@ function reuseFrom (installed: NonNullable<ReleaseSpecOptions['installed']>, byP
 }
 
 /** A file's plaintext: runs of chunks contiguous in one installed file read from it, the rest from blobs. */
-async function * oldAndBlobPlaintext (entry: FileEntry, table: readonly ChunkRef[], blobs: BlobStorage, dir: string, byKey: ReadonlyMap<string, OldChunk>): AsyncGenerator<Uint8Array> {
+async function * oldAndBlobPlaintext (entry: Entry, table: ChunkTable, blobs: BlobStorage, dir: string, byKey: ReadonlyMap<string, OldChunk>): AsyncGenerator<Uint8Array> {
   const list = entry.chunks ?? []
   let cur: { path: string, fh: FileHandle } | undefined
   try {
     for (let i = 0; i < list.length;) {
-      const first = byKey.get((list[i] as FileChunk).key)
+      const first = byKey.get((list.at(i) as FileChunk).key)
       let j = i + 1
       if (first === undefined) {
-        while (j < list.length && !byKey.has((list[j] as FileChunk).key)) j++
+        while (j < list.length && !byKey.has((list.at(j) as FileChunk).key)) j++
         yield * blobPlaintext(entry, entry.path, table, blobs, list.slice(i, j))
         i = j
         continue
       }
       let end = first.off + first.size
       for (; j < list.length; j++) {
-        const next = byKey.get((list[j] as FileChunk).key)
+        const next = byKey.get((list.at(j) as FileChunk).key)
         if (next === undefined || next.path !== first.path || next.off !== end || end + next.size - first.off > WINDOW_BYTES) break
         end += next.size
       }
@@ -124,22 +128,18 @@ async function openInstalled (dir: string, path: string): Promise<FileHandle> {
 }
 
 /** The plaintext of chunks `list` of a file, a window of blobs read at a time. */
-export async function * blobPlaintext (entry: Pick<FileEntry, 'chunks'>, path: string, table: readonly ChunkRef[], blobs: BlobStorage, list: readonly FileChunk[] = entry.chunks ?? []): AsyncGenerator<Uint8Array> {
+export async function * blobPlaintext (entry: Pick<Entry, 'chunks'>, path: string, table: ChunkTable, blobs: BlobStorage, list: FileChunks = entry.chunks ?? []): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < list.length;) {
     let j = i
     let bytes = 0
-    while (j < list.length && (j === i || bytes + (list[j] as FileChunk).size <= WINDOW_BYTES)) bytes += (list[j++] as FileChunk).size
+    while (j < list.length && (j === i || bytes + (list.at(j) as FileChunk).size <= WINDOW_BYTES)) bytes += (list.at(j++) as FileChunk).size
     const window = list.slice(i, j)
-    const refs = window.map(c => {
-      const ref = table[c.index]
-      if (ref === undefined) throw new ShoalError('ERR_DECODE', `${path}: chunk index ${c.index} is outside the chunk table`)
-      return ref
-    })
+    for (const c of window) if (!(c.index >= 0 && c.index < table.length)) throw new ShoalError('ERR_DECODE', `${path}: chunk index ${c.index} is outside the chunk table`)
     // reads stop at the signed length
-    const got = await blobs.getMany(refs.map(r => ({ cid: cidFromHex(r.cid), maxSize: r.size })))
+    const got = await blobs.getMany(window.map(c => ({ cid: table.cidBytes(c.index), maxSize: table.size(c.index) })))
     for (let k = 0; k < window.length; k++) {
       const blob = got[k]
-      if (blob === null || blob === undefined) throw new MissingBlobError((refs[k] as ChunkRef).cid, blobs.dir)
+      if (blob === null || blob === undefined) throw new MissingBlobError(table.cid((window[k] as FileChunk).index), blobs.dir)
       const c = window[k] as FileChunk
       yield openBlob(blob, Buffer.from(c.key, 'hex'), { plainSize: c.size })
     }

@@ -8,8 +8,8 @@
 // table (docs/protocol.md §6.7): every peer derives the same list from the same manifest.
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import type { ChunkTable } from '../core/chunk-table.js'
 import type { ChunkRef } from '../core/manifest.js'
-import { cidFromHex } from '../core/seal.js'
 import type { BlobClient } from '../net/blobs.js'
 import { BlobVerifyError, NetTimeoutError, PeerProtocolError } from '../net/errors.js'
 import type { BlobStorage } from '../store/blob-store.js'
@@ -72,7 +72,8 @@ export interface ReleaseFetchOptions {
   self: PeerId
   /** Manifest id of the release. */
   release: string
-  chunks: readonly ChunkRef[]
+  /** The release's *distinct* chunks (ChunkTable.distinct), the index space of have-maps. */
+  chunks: ChunkTable
   store: BlobStorage
   client: BlobClient
   site: Site | undefined
@@ -125,7 +126,7 @@ export function distinctChunks (chunks: readonly ChunkRef[]): ChunkRef[] {
 
 export class ReleaseFetch {
   private readonly scheduler: Scheduler
-  private readonly table: ChunkRef[]
+  private readonly table: ChunkTable
   private readonly running = new Map<string, AbortController>() // `${index}:${from}`
   private readonly settling = new Set<Promise<void>>()
   private wake: (() => void) | undefined
@@ -155,11 +156,11 @@ export class ReleaseFetch {
   private readonly wanSamples: Array<{ t: number, n: number }> = []
 
   constructor (private readonly o: ReleaseFetchOptions) {
-    this.table = distinctChunks(o.chunks)
+    this.table = o.chunks
     this.scheduler = new Scheduler({
       self: o.self.toString(),
       weight: o.weight,
-      cids: this.table.map(c => c.cid),
+      cids: this.table,
       have: o.have,
       ...(o.want !== undefined ? { want: o.want } : {}),
       isBanned: (p) => o.scores.isBanned(p),
@@ -312,9 +313,8 @@ export class ReleaseFetch {
     const ctl = new AbortController()
     this.running.set(key, ctl)
     if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
-    const c = this.table[index] as ChunkRef
-    const cid = cidFromHex(c.cid)
-    const done: Promise<void> = this.fetchOne(index, c, cid, from, ctl.signal)
+    const cid = this.table.cidBytes(index)
+    const done: Promise<void> = this.fetchOne(index, this.table.size(index), cid, from, ctl.signal)
       .then(async ({ blob, source }) => {
         try {
           // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
@@ -388,15 +388,15 @@ export class ReleaseFetch {
     this.wanHoldTimer = setTimeout(() => { this.kick() }, pause + 1)
   }
 
-  private async fetchOne (index: number, c: ChunkRef, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
+  private async fetchOne (index: number, size: number, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
     if (from === WAN) {
       try {
-        const { blob, source } = await this.o.wan.fetch(cid, c.size, signal, this.o.soft, () => this.wanSent.add(index))
+        const { blob, source } = await this.o.wan.fetch(cid, size, signal, this.o.soft, () => this.wanSent.add(index))
         return { blob, source: source.kind }
       } finally {
         this.wanSent.delete(index)
       }
     }
-    return { blob: await this.o.client.fetch(peerIdFromString(from), cid, c.size, signal), source: from }
+    return { blob: await this.o.client.fetch(peerIdFromString(from), cid, size, signal), source: from }
   }
 }

@@ -38,8 +38,8 @@ export interface SchedulerOptions {
   self: string
   /** My ownership weight (ownership.ts). */
   weight: number
-  /** The manifest's chunk table, by index. */
-  cids: readonly string[]
+  /** The manifest's (distinct) chunk table, by index: hex cids, or a ChunkTable (hex made on demand). */
+  cids: readonly string[] | { readonly length: number, cid: (index: number) => string }
   /** What I already hold (verified on disk, e.g. after a restart). */
   have?: HaveMap
   /** What I want to hold (default: the whole table); grows with want(). */
@@ -111,7 +111,7 @@ export class Scheduler {
   readonly self: string
   readonly chunkCount: number
   private weight: number
-  private readonly cids: readonly string[]
+  private readonly cidOf: (index: number) => string
   private readonly mine: HaveMap
   private readonly wanted: HaveMap
   /** Wanted chunks held. */
@@ -146,7 +146,8 @@ export class Scheduler {
   constructor (o: SchedulerOptions) {
     this.self = o.self
     this.weight = o.weight
-    this.cids = o.cids
+    const cids = o.cids
+    this.cidOf = Array.isArray(cids) ? (i) => (cids as readonly string[])[i] as string : (i) => (cids as { cid: (index: number) => string }).cid(i)
     this.chunkCount = o.cids.length
     if (o.have !== undefined && o.have.chunkCount !== this.chunkCount) {
       throw new InvalidArgumentError(`have-map of ${o.have.chunkCount} chunks for a table of ${this.chunkCount}`)
@@ -347,7 +348,7 @@ export class Scheduler {
     let k = this.keys.get(peer)
     if (k === undefined) { k = new Float64Array(this.chunkCount).fill(NaN); this.keys.set(peer, k) }
     let v = k[index]!
-    if (Number.isNaN(v)) { v = this.rendezvousKey(peer, this.cids[index]!); k[index] = v }
+    if (Number.isNaN(v)) { v = this.rendezvousKey(peer, this.cidOf(index)); k[index] = v }
     return v
   }
 

@@ -9,6 +9,7 @@ import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { gcm } from '@noble/ciphers/aes.js'
 import { canonicalize } from '../../src/core/canonical.js'
+import { ChunkTable } from '../../src/core/chunk-table.js'
 import { ShoalError } from '../../src/core/errors.js'
 import { generateKeyPair, keyPairFromSecret, type KeyPair } from '../../src/core/keys.js'
 import { createRoot, decodeRoot, verifyRoot } from '../../src/core/root.js'
@@ -104,8 +105,10 @@ describe('manifest', () => {
   it('manifestTable keeps what a download and an install read, not the sealed payload or the signatures', () => {
     const m = build({ rollout: { formatVersion: 1, rings: [{ ring: 'canary', approval: true }] } }).manifest
     const t = manifestTable(m)
-    expect(t.signed).toEqual({ package: 'app', version: '1.2.3', chunks: m.signed.chunks, rollout: m.signed.rollout })
-    expect(t.signed.chunks).toBe(m.signed.chunks) // shared, not copied
+    const { chunks, ...rest } = t.signed
+    expect(rest).toEqual({ package: 'app', version: '1.2.3', rollout: m.signed.rollout })
+    expect(chunks).toBeInstanceOf(ChunkTable) // compact: src/core/chunk-table.ts
+    expect([...chunks]).toEqual(m.signed.chunks)
     expect(Object.keys(t)).toEqual(['signed'])
     expect(manifestTable(build().manifest).signed).not.toHaveProperty('rollout')
   })
