@@ -204,10 +204,10 @@ export class SeedSync {
     if (fetched > 0) this.d.log.info({ release, fetched, fetchedBytes, source: sourceName(from) }, 'seed sync: release pulled')
   }
 
-  // The index first (in slices, see BlobIndex.add): once the manifest is here, its blobs are indexed.
+  // The index first: once the manifest is here, its blobs are indexed.
   private async holdRelease (release: string, id: string, bytes: Uint8Array, table: readonly ChunkRef[]): Promise<void> {
     await this.d.db.blobIndex.add(release, table.map(c => c.cid))
-    await this.d.db.manifests.put(id, bytes)
+    await this.d.db.manifests.put(id, bytes, { durable: true }) // served under a head from now on
   }
 
   /** `first`, then the peer seeds, then the origins, with failover. */

@@ -233,7 +233,9 @@ export class Seed {
     await this.d.db.blobIndex.add(release, [...new Set(chunks.map(c => c.cid))])
     // the patches before the manifest: a patched reply is decided (and cached) when the manifest is first asked for
     const kept = await this.keepPatches(id, bytes, patches)
-    await this.d.db.manifests.put(id, bytes)
+    // durable before a head names it: a seed serving a head whose manifest a power cut took would
+    // fail every endpoint's fetch until the release was pushed again
+    await this.d.db.manifests.put(id, bytes, { durable: true })
     let headSeq = (await this.currentHead(b.channel))?.seq ?? 0
     if (!already) {
       headSeq = await this.updateHead(b.channel, packages => {
