@@ -11,10 +11,11 @@
 // rename), not necessarily a power cut — the caller checks a manifest's bytes against its id
 // before trusting them, and a missing or torn one is fetched again. Nothing is verified here: the
 // store gives back what it was given, as LevelDB did (tests use that to play a lying seed).
-import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidArgumentError } from '../core/errors.js'
-import { isNotFound, mapDiskFull, processAlive, tempWriterPid, unlinkQuiet, writeFileAtomic } from './fs-util.js'
+import { InvalidArgumentError, OversizeError } from '../core/errors.js'
+import { MAX_MANIFEST_BYTES } from '../core/manifest.js'
+import { isNotFound, mapDiskFull, processAlive, readFileCapped, tempWriterPid, unlinkQuiet, writeFileAtomic } from './fs-util.js'
 
 const ID = /^[0-9a-f]{64}$/
 
@@ -32,12 +33,13 @@ export class ManifestFiles {
     await this.ready
   }
 
+  /** Manifest `id`'s bytes, or null when not held — or when the file is larger than any manifest (damage: fetched again). */
   async get (id: string): Promise<Uint8Array | null> {
     checkId(id)
     try {
-      return await readFile(join(this.dir, id))
+      return await readFileCapped(join(this.dir, id), MAX_MANIFEST_BYTES, 'manifest')
     } catch (err) {
-      if (isNotFound(err)) return null
+      if (isNotFound(err) || err instanceof OversizeError) return null
       throw err
     }
   }

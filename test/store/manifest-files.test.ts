@@ -2,10 +2,11 @@
 // temp file is swept, and nothing partial is ever returned as a manifest.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { InvalidArgumentError } from '../../src/core/errors.js'
+import { MAX_MANIFEST_BYTES } from '../../src/core/manifest.js'
 import { ManifestFiles } from '../../src/store/manifest-files.js'
 
 const id = (s: string): string => createHash('sha256').update(s).digest('hex')
@@ -29,6 +30,15 @@ describe('ManifestFiles', () => {
     expect(await m.get(id('a'))).toBeNull()
     expect(await m.has(id('a'))).toBe(false)
     expect(await readdir(join(dir, 'manifests'))).toEqual([id('b')]) // no temp file left
+  })
+
+  it('takes a file larger than any manifest for not held, without reading it whole', async () => {
+    const m = new ManifestFiles(dir)
+    await writeFile(join(dir, id('big')), '')
+    await truncate(join(dir, id('big')), MAX_MANIFEST_BYTES + 1) // sparse: no 64 MiB written
+    expect(await m.get(id('big'))).toBeNull()
+    await truncate(join(dir, id('big')), 10)
+    expect(await m.get(id('big'))).toEqual(Buffer.alloc(10))
   })
 
   it('refuses ids that are not 64 lowercase hex characters (no path can be named)', async () => {
