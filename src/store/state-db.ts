@@ -140,7 +140,7 @@ function checkRelease (release: string): void {
 }
 
 // A blob set is a Buffer of 32-byte records (raw cids), strictly increasing in unsigned byte order.
-// Lowercase hex preserves that order, so sorting the hex strings sorts the records.
+// Lowercase hex preserves that order: schema 1 listed a release's cids in hex order, which the migration takes as sorted.
 
 /** Compares record `i` of `a` with record `j` of `b`. */
 function cmpRecord (a: Uint8Array, i: number, b: Uint8Array, j: number): number {
@@ -176,18 +176,11 @@ function seek (set: Uint8Array, from: number, n: number, key: Uint8Array, k: num
   return lo
 }
 
-/** The set of `cids` (validated, deduplicated), sorted. */
+/** The set of hex `cids` (validated, deduplicated), sorted. */
 function encodeSet (cids: readonly string[]): Buffer {
-  for (const cid of cids) checkCid(cid)
-  const sorted = [...cids].sort()
-  const out = Buffer.allocUnsafe(sorted.length * CID_BYTES)
-  let n = 0
-  for (let i = 0; i < sorted.length; i++) {
-    if (i > 0 && sorted[i] === sorted[i - 1]) continue
-    out.write(sorted[i]!, n * CID_BYTES, CID_BYTES, 'hex')
-    n++
-  }
-  return out.subarray(0, n * CID_BYTES)
+  const records = Buffer.allocUnsafe(cids.length * CID_BYTES)
+  cids.forEach((cid, i) => { checkCid(cid); records.write(cid, i * CID_BYTES, CID_BYTES, 'hex') })
+  return encodeRecords(records)
 }
 
 /** The set of 32-byte `records` (any order, repeats allowed), sorted: no hex string per cid. */
