@@ -14,6 +14,15 @@ const CID_BYTES = 32
 const CID_HEX = /^[0-9a-f]{64}$/
 const MAX_SIZE = 0xffff_ffff
 
+/** Whether `i` indexes a list of `length` entries. */
+function inRange (i: number, length: number): boolean {
+  return Number.isInteger(i) && i >= 0 && i < length
+}
+
+function checkIndex (i: number, length: number, what: 'chunk index' | 'file chunk'): void {
+  if (!inRange(i, length)) throw new RangeError(`${what} ${i} is outside the ${what === 'chunk index' ? 'table' : 'list'} of ${length}`)
+}
+
 /** A chunk table either way: compact, or as a decoded manifest lists it. */
 export type Chunks = ChunkTable | readonly ChunkRef[]
 
@@ -43,31 +52,27 @@ export class ChunkTable implements Iterable<ChunkRef> {
     return t instanceof ChunkTable ? t : ChunkTable.of(t)
   }
 
-  private check (i: number): void {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`chunk index ${i} is outside the table of ${this.length}`)
-  }
-
   /** Chunk `i`'s cid in hex. */
   cid (i: number): string {
-    this.check(i)
+    checkIndex(i, this.length, 'chunk index')
     return this.cids.toString('hex', i * CID_BYTES, (i + 1) * CID_BYTES)
   }
 
   /** Chunk `i`'s cid: a view into the table, not to be written to. */
   cidBytes (i: number): Uint8Array {
-    this.check(i)
+    checkIndex(i, this.length, 'chunk index')
     return this.cids.subarray(i * CID_BYTES, (i + 1) * CID_BYTES)
   }
 
   /** Chunk `i`'s blob size in bytes. */
   size (i: number): number {
-    this.check(i)
+    checkIndex(i, this.length, 'chunk index')
     return this.sizes[i] as number
   }
 
   /** Chunk `i` as a ChunkRef, or undefined outside the table (like an array's `[i]`). */
   at (i: number): ChunkRef | undefined {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) return undefined
+    if (!inRange(i, this.length)) return undefined
     return { cid: this.cid(i), size: this.sizes[i] as number }
   }
 
@@ -160,21 +165,20 @@ export class FileChunkList implements Iterable<FileChunk> {
   }
 
   at (i: number): FileChunk | undefined {
-    if (!Number.isInteger(i)) return undefined
-    if (i < 0) i += this.length
-    if (i < 0 || i >= this.length) return undefined
+    if (Number.isInteger(i) && i < 0) i += this.length
+    if (!inRange(i, this.length)) return undefined
     return { index: this.indices[i] as number, key: this.keys.toString('hex', i * CID_BYTES, (i + 1) * CID_BYTES), size: this.sizes[i] as number }
   }
 
   /** Chunk `i`'s index into the chunk table (no object made). */
   indexAt (i: number): number {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`file chunk ${i} is outside the list of ${this.length}`)
+    checkIndex(i, this.length, 'file chunk')
     return this.indices[i] as number
   }
 
   /** Chunk `i`'s key: a view into the list, not to be written to. */
   keyBytes (i: number): Uint8Array {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`file chunk ${i} is outside the list of ${this.length}`)
+    checkIndex(i, this.length, 'file chunk')
     return this.keys.subarray(i * CID_BYTES, (i + 1) * CID_BYTES)
   }
 
