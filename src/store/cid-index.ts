@@ -61,11 +61,6 @@ export class CidIndex {
     return this.count
   }
 
-  /** Bytes held by the arrays (capacity, not just what is used). */
-  get byteLength (): number {
-    return this.slots.byteLength + this.keys.byteLength + this.packs.byteLength + this.offs.byteLength + this.lens.byteLength
-  }
-
   has (cid: Uint8Array): boolean {
     requireKey(cid)
     return this.find(cid) >= 0
