@@ -555,14 +555,14 @@ export class Endpoint {
    * through the whole download).
    */
   private async openRelease (head: HeadBody, name: string, entry: HeadEntry, record?: { key: string, rec: ReleaseRecord }): Promise<{ manifest: ManifestTable, payload: CompactPayload }> {
-    const { table, payload, bytes } = await this.openedManifest(head, name, entry)
+    const { table, payload, bytes, held } = await this.openedManifest(head, name, entry)
     if (record !== undefined) {
       // The manifest, then the record: a crash before the index is complete leaves it
       // 'downloading', and the next pass adds the index again (idempotent) before anything is
-      // fetched; a crash before the record leaves a manifest file the next pass writes again.
-      // Stored here so the manifest's bytes (12 MiB at 1 GiB) are not held by processRelease's
-      // frame for the download.
-      await this.d.db.manifests.put(entry.manifest, bytes)
+      // fetched; a crash before the record leaves a manifest file the next pass finds held.
+      // Stored here (unless read from here) so the manifest's bytes (12 MiB at 1 GiB) are not
+      // held by processRelease's frame for the download.
+      if (!held) await this.d.db.manifests.put(entry.manifest, bytes)
       await this.d.db.releases.put(record.key, record.rec)
       await this.d.db.blobIndex.add(record.key, table.signed.chunks.cidRecords())
       this.d.onStateChange?.()
@@ -575,23 +575,29 @@ export class Endpoint {
    * (src/core/chunk-table.ts): ~4 MB at 1 GiB where the decoded document and its opened payload
    * held ~25 MB of objects and strings through the whole download.
    */
-  private async openedManifest (head: HeadBody, name: string, entry: HeadEntry): Promise<{ table: ManifestTable, payload: CompactPayload, bytes: Uint8Array }> {
-    const { manifest, bytes } = await this.manifestFor(head, name, entry)
-    const opened = { table: manifestTable(manifest), payload: compactPayload(openPayload(manifest, this.d.contentKey)), bytes }
+  private async openedManifest (head: HeadBody, name: string, entry: HeadEntry): Promise<{ table: ManifestTable, payload: CompactPayload, bytes: Uint8Array, held: boolean }> {
+    const { manifest, bytes, held } = await this.manifestFor(head, name, entry)
+    const opened = { table: manifestTable(manifest), payload: compactPayload(openPayload(manifest, this.d.contentKey)), bytes, held }
     gcAfterManifest(bytes) // the decrypted payload, its tree, the decoded manifest
     return opened
   }
 
-  /** The manifest a verified head names, checked against that head (mix-and-match) and the root. */
-  private async manifestFor (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array }> {
-    const bytes = await this.d.db.manifests.get(entry.manifest) ?? await this.fetchManifest(entry.manifest, name, entry.version, head.channel)
+  /**
+   * The manifest a verified head names, checked against that head (mix-and-match) and the root;
+   * `held`: its bytes came from this state dir (checked against the id like fetched ones), so
+   * they need not be written again.
+   */
+  private async manifestFor (head: HeadBody, name: string, entry: HeadEntry): Promise<{ manifest: SignedManifest, bytes: Uint8Array, held: boolean }> {
+    const stored = await this.d.db.manifests.get(entry.manifest)
+    const held = stored !== null
+    const bytes = stored ?? await this.fetchManifest(entry.manifest, name, entry.version, head.channel)
     gcAfterManifest(bytes) // the fetch's transport buffers (src/daemon/gc.ts)
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)
     verifyManifest(manifest, this.d.root, this.d.now(), { graceSeconds: this.d.cfg.expiryGrace, expectChannel: head.channel })
     gcAfterManifest(bytes) // the JSON text and its parsed tree
-    return { manifest, bytes }
+    return { manifest, bytes, held }
   }
 
   /**
