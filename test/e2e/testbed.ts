@@ -508,7 +508,10 @@ export class Testbed {
     // run as examples/shoal.service runs it (node flags, environment: the caller's wins), so the
     // swarm bench's RSS and CPU are the deployed ones
     const env = Object.fromEntries(Object.entries(DAEMON_ENV).filter(([k]) => process.env[k] === undefined))
-    const proc = spawnIn(ns, [process.execPath, ...DAEMON_NODE_FLAGS, SHOAL_BIN, 'daemon', '--config', configPath], { logFile: join(dir, 'daemon.log'), env })
+    // SHOAL_BENCH_NODE_FLAGS: extra node flags for experiments (as bench/daemon.ts takes them), e.g.
+    // "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile every daemon of a swarm bench run
+    const extra = (process.env.SHOAL_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(f => f !== '')
+    const proc = spawnIn(ns, [process.execPath, ...DAEMON_NODE_FLAGS, ...extra, SHOAL_BIN, 'daemon', '--config', configPath], { logFile: join(dir, 'daemon.log'), env })
     const d = new ShoalDaemon(name, ns, ip, configPath, proc, String(cfg.api))
     this.daemons.push(d)
     await d.waitReady()
