@@ -100,6 +100,8 @@ export const CONTROL_MAX_HEADER = 4 * 1024 * 1024
 export const RPC_MAX_BODY = 80 * 1024 * 1024
 /** Site members' have-maps: a hello with full bitfields, then increments. */
 export const HAVE_PROTOCOL = '/shoal/have/1'
+/** Site members' have increments: one long-lived one-way stream per member pair (§6.7). */
+export const HAVES_PROTOCOL = '/shoal/haves/1'
 /** Endpoint → seed: the endpoint's report (state, bytes, failures, inventory). */
 export const REPORT_PROTOCOL = '/shoal/report/1'
 /** Publisher → seed: fleet queries (status, endpoints, failures, inventory), publishers only. */

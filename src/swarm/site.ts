@@ -9,9 +9,11 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { DecodeError } from '../core/errors.js'
 import { LABEL } from '../core/manifest.js'
 import { HEX64 } from '../core/signed.js'
-import { HAVE_PROTOCOL } from '../net/constants.js'
+import { HAVE_PROTOCOL, HAVES_PROTOCOL } from '../net/constants.js'
 import { decodeControl, encodeControl, headerString, headerStrings } from '../net/control.js'
+import { PeerProtocolError } from '../net/errors.js'
 import type { ShoalNode } from '../net/node.js'
+import { handlePushStream, PushStreams } from '../net/push-stream.js'
 import { callRpc, handleRpc } from '../net/rpc.js'
 import { decodeIncrement, encodeIncrement, MAX_CHUNKS, MAX_INCREMENT } from './have-map.js'
 
@@ -22,6 +24,16 @@ export const FLUSH_MS = 100
 /** Bytes of the have-map of the largest chunk table a manifest may hold. */
 const MAX_BITFIELD_BYTES = Math.ceil(MAX_CHUNKS / 8)
 const LIMITS = { maxRequestBytes: 8 * 1024 * 1024, maxResponseBytes: 8 * 1024 * 1024, timeoutMs: 15_000 }
+/** Largest frame on /shoal/haves/1: one increment of MAX_INCREMENT indices (≤ 3 bytes each) and its header. */
+const HAVES_MAX_FRAME = 1024 * 1024
+
+/** Increments waiting to go to one member, merged while an earlier send drains. */
+interface Outbox {
+  pending: Map<string, Set<number>>
+  sending: boolean
+  /** The member does not serve /shoal/haves/1 (an older version): increments go as RPCs. */
+  legacy: boolean
+}
 
 export interface SiteMember {
   id: string
@@ -61,6 +73,9 @@ export class Site {
   private readonly pending = new Map<string, Set<number>>()
   private flushTimer: NodeJS.Timeout | undefined
   private unhandle: (() => Promise<void>) | undefined
+  private unhandleHaves: (() => Promise<void>) | undefined
+  private readonly pushes: PushStreams
+  private readonly outboxes = new Map<string, Outbox>()
   private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
     const id = evt.detail.id
     if (id.equals(this.node.peerId)) return
@@ -75,6 +90,8 @@ export class Site {
     const m = this.members.get(evt.detail.toString())
     if (m === undefined) return
     this.members.delete(m.id)
+    this.outboxes.delete(m.id)
+    this.pushes.drop(m.id)
     this.events.onLeave?.(m)
   }
 
@@ -86,10 +103,13 @@ export class Site {
     readonly label: string | null,
     private readonly local: LocalState,
     private readonly events: SiteEvents = {}
-  ) {}
+  ) {
+    this.pushes = new PushStreams(node, HAVES_PROTOCOL, { maxFrameBytes: HAVES_MAX_FRAME })
+  }
 
   async start (): Promise<void> {
     this.unhandle = await handleRpc(this.node, HAVE_PROTOCOL, async (req, peer) => await this.serve(req, peer), { ...LIMITS, maxInboundStreams: 64 })
+    this.unhandleHaves = await handlePushStream(this.node, HAVES_PROTOCOL, (msg, peer) => { this.applyHave(decodeHaveRequest(msg), peer) }, { maxFrameBytes: HAVES_MAX_FRAME })
     this.node.services.mdns?.addEventListener('peer', this.onDiscovery)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
   }
@@ -99,6 +119,9 @@ export class Site {
     this.node.services.mdns?.removeEventListener('peer', this.onDiscovery)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.unhandle?.()
+    await this.unhandleHaves?.()
+    this.pushes.close()
+    this.outboxes.clear()
   }
 
   /** Does a peer with `label`, found on the LAN or not, belong to my site? */
@@ -175,16 +198,26 @@ export class Site {
       this.learn(peer, req)
       return this.helloMessage(peer.toString())
     }
+    return encodeControl({ ok: this.applyHave(msg, peer) })
+  }
+
+  /**
+   * An increment from `peer` (over /shoal/haves/1 or, from an older peer, /shoal/have/1); false
+   * when the peer is not (yet) in my site (it will say hello) or its hello named no such release.
+   * DecodeError for a malformed one.
+   */
+  private applyHave (msg: HaveRequest, peer: PeerId): boolean {
+    if (msg.op !== 'have') throw new DecodeError('have increment', `a ${msg.op} on the increments stream`)
     const m = this.members.get(peer.toString())
-    if (m === undefined) return encodeControl({ ok: false }) // not (yet) in my site: it will say hello
+    if (m === undefined) return false
     m.wan = msg.wan
     const bits = m.haves.get(msg.release)
     // Increments only extend a have-map its hello announced (that is where the length comes from).
-    if (bits === undefined || msg.increment === undefined) return encodeControl({ ok: false })
+    if (bits === undefined || msg.increment === undefined) return false
     const indices = decodeIncrement(msg.increment, bits.byteLength * 8)
     for (const i of indices) bits[i >> 3]! |= 1 << (i & 7)
     this.events.onHave?.(m, msg.release, indices)
-    return encodeControl({ ok: true })
+    return true
   }
 
   /** Queues chunk `index` of `release` as held; members hear of it within FLUSH_MS. */
@@ -192,7 +225,7 @@ export class Site {
     let s = this.pending.get(release)
     if (s === undefined) { s = new Set(); this.pending.set(release, s) }
     s.add(index)
-    this.flushTimer ??= setTimeout(() => { this.flushTimer = undefined; void this.flush() }, FLUSH_MS)
+    this.flushTimer ??= setTimeout(() => { this.flushTimer = undefined; this.flush() }, FLUSH_MS)
   }
 
   /** Tells every member about a new release I hold or want (a full hello). */
@@ -200,15 +233,53 @@ export class Site {
     await Promise.allSettled([...this.members.values()].map(async m => await this.meet(m.peerId)))
   }
 
-  private async flush (): Promise<void> {
-    const batches = [...this.pending].map(([release, set]) => ({ release, indices: [...set] }))
-    this.pending.clear()
-    const wan = this.local.wan()
-    await Promise.allSettled([...this.members.values()].filter(m => !this.banned(m.id)).flatMap(m => batches.map(async b => {
-      for (let i = 0; i < b.indices.length; i += MAX_INCREMENT) {
-        await callRpc(this.node, m.peerId, HAVE_PROTOCOL, encodeControl({ op: 'have', release: b.release, wan }, [encodeIncrement(b.indices.slice(i, i + MAX_INCREMENT))]), LIMITS)
+  // Each member's increments go on one long-lived /shoal/haves/1 stream (a stream per flush and
+  // member was 10·(N-1) stream set-ups a second on every peer of a site of N). While a send to a
+  // member waits for its stream to drain, later increments merge in its outbox.
+  private flush (): void {
+    for (const m of this.members.values()) {
+      if (this.banned(m.id)) continue
+      let box = this.outboxes.get(m.id)
+      if (box === undefined) { box = { pending: new Map(), sending: false, legacy: false }; this.outboxes.set(m.id, box) }
+      for (const [release, set] of this.pending) {
+        const into = box.pending.get(release)
+        if (into === undefined) box.pending.set(release, new Set(set))
+        else for (const i of set) into.add(i)
       }
-    })))
+      if (!box.sending) void this.send(m, box)
+    }
+    this.pending.clear()
+  }
+
+  private async send (m: SiteMember, box: Outbox): Promise<void> {
+    box.sending = true
+    try {
+      while (box.pending.size > 0 && this.outboxes.get(m.id) === box) {
+        const wan = this.local.wan()
+        const frames: Uint8Array[] = []
+        for (const [release, set] of box.pending) {
+          const indices = [...set]
+          for (let i = 0; i < indices.length; i += MAX_INCREMENT) {
+            frames.push(encodeControl({ op: 'have', release, wan }, [encodeIncrement(indices.slice(i, i + MAX_INCREMENT))]))
+          }
+        }
+        box.pending.clear()
+        if (!box.legacy) {
+          try {
+            await this.pushes.send(m.peerId, frames)
+            continue
+          } catch (err) {
+            // Lost increments are made good by the next full hello (ReleaseFetch resends one
+            // every few seconds while it fetches); only a peer without the stream falls back.
+            if (!(err instanceof PeerProtocolError)) continue
+            box.legacy = true
+          }
+        }
+        await Promise.allSettled(frames.map(async f => await callRpc(this.node, m.peerId, HAVE_PROTOCOL, f, LIMITS)))
+      }
+    } finally {
+      box.sending = false
+    }
   }
 }
 
