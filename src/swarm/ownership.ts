@@ -7,7 +7,7 @@
 // election — a wired desktop on mains carries more than a laptop on Wi-Fi — but per chunk, so no
 // single machine carries the whole site.
 
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 
 export type Power = 'ac' | 'battery'
 export type Link = 'wired' | 'wifi' | 'metered' | 'unknown'
@@ -38,7 +38,6 @@ export interface Candidate {
   weight: number
 }
 
-const ENC = new TextEncoder()
 const TWO_53 = 2 ** 53
 
 /**
@@ -47,14 +46,31 @@ const TWO_53 = 2 ** 53
  * ("ab", "c…") and ("a", "bc…") apart.
  */
 export function rendezvousUnit (peerId: string, cid: string): number {
-  const h = createHash('sha256')
-  h.update(ENC.encode(peerId))
-  h.update(new Uint8Array([0]))
-  h.update(ENC.encode(cid))
-  const d = h.digest()
+  // One-shot hash of one buffer: a Hash object and two encodes per call were ~24 µs, and a
+  // scheduler computes one per site peer per chunk (112 000 for 10 peers and a 200 MiB release).
+  const prefix = peerPrefix(peerId)
+  const n = Buffer.byteLength(cid, 'utf8')
+  if (scratch.byteLength < prefix.byteLength + n) scratch = Buffer.allocUnsafe(2 * (prefix.byteLength + n))
+  prefix.copy(scratch, 0)
+  scratch.write(cid, prefix.byteLength, 'utf8')
+  const d = hash('sha256', scratch.subarray(0, prefix.byteLength + n), 'buffer')
   const hi = d.readUInt32BE(0) >>> 11 // 21 bits
   const lo = d.readUInt32BE(4) // 32 bits
   return (hi * 2 ** 32 + lo + 0.5) / TWO_53
+}
+
+let scratch = Buffer.allocUnsafe(256)
+/** utf8(peerId) ‖ 0x00 by peer id; a site has a few hundred peers at most, the cap is for safety. */
+const prefixes = new Map<string, Buffer>()
+
+function peerPrefix (peerId: string): Buffer {
+  let p = prefixes.get(peerId)
+  if (p === undefined) {
+    if (prefixes.size >= 4096) prefixes.clear()
+    p = Buffer.concat([Buffer.from(peerId, 'utf8'), Buffer.of(0)])
+    prefixes.set(peerId, p)
+  }
+  return p
 }
 
 /** −1 / ln(u): multiply by a weight to get the peer's score for the chunk (cache it, it is the costly part). */

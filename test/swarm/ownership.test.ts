@@ -1,3 +1,4 @@
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js'
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { createHash } from 'node:crypto'
@@ -26,6 +27,22 @@ describe('weighted rendezvous', () => {
       expect(rendezvousUnit(p, c)).toBe(u)
     }))
     expect(rendezvousUnit('ab', 'c')).not.toBe(rendezvousUnit('a', 'bc'))
+  })
+
+  it('is the first 53 bits of SHA-256(utf8(peerId) ‖ 0x00 ‖ utf8(cid)), as docs/swarm.md defines it (checked against noble)', () => {
+    const spec = (p: string, c: string): number => {
+      const enc = new TextEncoder()
+      const d = nobleSha256(new Uint8Array([...enc.encode(p), 0, ...enc.encode(c)]))
+      const v = new DataView(d.buffer, d.byteOffset)
+      return ((v.getUint32(0) >>> 11) * 2 ** 32 + v.getUint32(4) + 0.5) / 2 ** 53
+    }
+    fc.assert(fc.property(fc.string({ maxLength: 300 }), fc.oneof(fc.string(), fc.uint8Array({ minLength: 32, maxLength: 32 }).map(b => Buffer.from(b).toString('hex'))), (p, c) => {
+      expect(rendezvousUnit(p, c)).toBe(spec(p, c))
+    }), { numRuns: 500 })
+    // long ids and cids outgrow the scratch buffer; the same peer again reuses its cached prefix
+    const long = 'x'.repeat(5000)
+    expect(rendezvousUnit(long, long)).toBe(spec(long, long))
+    expect(rendezvousUnit('12D3KooWpeer', 'ab'.repeat(32))).toBe(spec('12D3KooWpeer', 'ab'.repeat(32)))
   })
 
   it('is deterministic: the order peers are listed in does not matter', () => {
