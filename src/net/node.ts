@@ -2,8 +2,7 @@
 // identify, ping, optional mDNS, fleet admission, and connection limits sized for many daemons
 // on one host or behind one NAT.
 import { identify, type Identify } from '@libp2p/identify'
-import type { ComponentLogger, Libp2p, PeerDiscovery, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
-import { mdns } from '@libp2p/mdns'
+import type { ComponentLogger, Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 import { mplex } from '@libp2p/mplex'
 import { noise } from '@libp2p/noise'
 import { ping, type Ping } from '@libp2p/ping'
@@ -14,6 +13,7 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { InvalidArgumentError } from '../core/errors.js'
 import { admission, checkNetworkKey, pnetSwarmKey, type Admission, type AdmissionMode } from './admission.js'
 import { CONNECTION_LIMITS, CONNECTION_MONITOR, IDENTIFY_PROTOCOL, MPLEX_DISCONNECT_THRESHOLD } from './constants.js'
+import { lanDiscovery, type LanDiscovery } from './lan-discovery.js'
 
 export type MuxerName = 'yamux' | 'mplex'
 
@@ -45,8 +45,8 @@ export type ShoalServices = {
   admission: Admission
   identify: Identify
   ping: Ping
-  /** Present when mDNS is on: its 'peer' events fire on every answer, not only for peers new to the peer store. */
-  mdns?: PeerDiscovery
+  /** Present when mDNS is on: `onAnswer` hears every answer, not only peers new to the peer store. */
+  mdns?: LanDiscovery
 }
 
 export type ShoalNode = Libp2p<ShoalServices>
@@ -85,7 +85,7 @@ export async function createShoalNode (opts: ShoalNodeOptions): Promise<ShoalNod
     // As a service (libp2p still uses it for discovery) so the swarm can hear every answer: the
     // node's own 'peer:discovery' fires only for peers new to the peer store, and a LAN peer that
     // connected to us first is not new.
-    ;(config.services as Record<string, unknown>).mdns = mdns({ serviceTag: m.serviceTag ?? MDNS_SERVICE_TAG, interval: m.interval })
+    ;(config.services as Record<string, unknown>).mdns = lanDiscovery({ serviceTag: m.serviceTag ?? MDNS_SERVICE_TAG, interval: m.interval })
   }
   if (opts.logger !== undefined) config.logger = opts.logger
 

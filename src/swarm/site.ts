@@ -76,13 +76,14 @@ export class Site {
   private unhandleHaves: (() => Promise<void>) | undefined
   private readonly pushes: PushStreams
   private readonly outboxes = new Map<string, Outbox>()
-  private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
-    const id = evt.detail.id
+  private unlistenLan: (() => void) | undefined
+  private readonly onDiscovery = (peer: PeerInfo): void => {
+    const id = peer.id
     if (id.equals(this.node.peerId)) return
     this.lan.add(id.toString())
     if (this.members.has(id.toString())) return
     // the addresses first: libp2p merges them too, but not necessarily before we dial
-    void this.node.peerStore.merge(id, { multiaddrs: evt.detail.multiaddrs })
+    void this.node.peerStore.merge(id, { multiaddrs: peer.multiaddrs })
       .then(async () => await this.meet(id), async () => await this.meet(id))
   }
 
@@ -110,13 +111,13 @@ export class Site {
   async start (): Promise<void> {
     this.unhandle = await handleRpc(this.node, HAVE_PROTOCOL, async (req, peer) => await this.serve(req, peer), { ...LIMITS, maxInboundStreams: 64 })
     this.unhandleHaves = await handlePushStream(this.node, HAVES_PROTOCOL, (msg, peer) => { this.applyHave(decodeHaveRequest(msg), peer) }, { maxFrameBytes: HAVES_MAX_FRAME })
-    this.node.services.mdns?.addEventListener('peer', this.onDiscovery)
+    this.unlistenLan = this.node.services.mdns?.onAnswer(this.onDiscovery)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
   }
 
   async stop (): Promise<void> {
     clearTimeout(this.flushTimer)
-    this.node.services.mdns?.removeEventListener('peer', this.onDiscovery)
+    this.unlistenLan?.()
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.unhandle?.()
     await this.unhandleHaves?.()
