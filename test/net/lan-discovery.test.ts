@@ -50,11 +50,12 @@ describe('LAN discovery', () => {
     off()
     inner.answer(b)
     expect(answers).toHaveLength(24) // the last one came after off()
+    expect(toLibp2p).toHaveLength(5) // b was last passed on REANNOUNCE_MS ago
     await d.stop()
     expect(inner.started).toBe(false)
     // stopping forgets: after a restart every peer is new again
     await d.start()
     inner.answer(moved)
-    expect(toLibp2p).toHaveLength(5)
+    expect(toLibp2p).toHaveLength(6)
   })
 })
