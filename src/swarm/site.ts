@@ -90,10 +90,15 @@ export class Site {
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const m = this.members.get(evt.detail.toString())
     if (m === undefined) return
-    this.members.delete(m.id)
-    this.outboxes.delete(m.id)
-    this.pushes.drop(m.id)
+    this.forget(m.id)
     this.events.onLeave?.(m)
+  }
+
+  /** No longer a member: its increments outbox and stream go too. */
+  private forget (id: string): void {
+    this.members.delete(id)
+    this.outboxes.delete(id)
+    this.pushes.drop(id)
   }
 
   /** Peers not to talk to (banned by peer scores); set by the owner of this Site. */
@@ -177,7 +182,7 @@ export class Site {
     const { label, weight, wan, lan, releases, bitfields, wants } = decodeHello(msg)
     const id = peerId.toString()
     if (lan && label === null) this.lan.add(id)
-    if (!this.belongs(id, label)) { this.members.delete(id); return null }
+    if (!this.belongs(id, label)) { this.forget(id); return null }
     const m: SiteMember = this.members.get(id) ?? { id, peerId, label, weight, wan: false, haves: new Map(), wants: new Map() }
     m.label = label
     m.weight = weight
