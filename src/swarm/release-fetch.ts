@@ -20,10 +20,8 @@ import type { Site, SiteMember } from './site.js'
 import type { TokenBucket } from './token-bucket.js'
 import type { WanSourceKind, WanSources } from './wan-sources.js'
 
-/** After announcing interest, how long at most to listen for the site's hellos before fetching from the WAN. */
+/** After announcing interest, how long to listen for the site's hellos before fetching from the WAN. */
 export const SETTLE_MS = 1_000
-/** How often the settle wait checks whether every member has named the release. */
-const SETTLE_POLL_MS = 10
 /**
  * WAN requests in flight (the bucket meters bytes, not requests). A blob holds its slot from the
  * request until it is stored: ~40 ms on a busy endpoint, so by Little's law 64 slots capped a
@@ -255,17 +253,8 @@ export class ReleaseFetch {
     for (const m of site?.members.values() ?? []) if (m.haves.has(this.o.release)) this.onHave(m, 'all')
     if (site !== undefined && site.members.size > 0) {
       await site.rehello()
-      // Let the others' hellos for this release arrive, so we agree on who owns what: SETTLE_MS,
-      // or less when every member has named it holding just what I hold — the whole site starting
-      // together from the same base (it learns of a release within tens of ms), where a fixed 1 s
-      // was most of a small update's time (v2 at N = 2: 6.4 s for 3.4 s of uplink). A member holding
-      // more is fetching already: its WAN requests in flight land within the second, and would
-      // cross the WAN twice were I to start now; one holding less (another base) may rebuild from
-      // a delta what it would otherwise fetch whole (docs/swarm.md §3).
-      const settleBy = Date.now() + SETTLE_MS
-      const mine = Buffer.from(this.o.have.encode())
-      const together = (): boolean => [...site.members.values()].every(m => { const b = m.haves.get(this.o.release); return b !== undefined && mine.equals(b) })
-      while (Date.now() < settleBy && !together()) await new Promise(resolve => setTimeout(resolve, SETTLE_POLL_MS))
+      // let the others' hellos for this release arrive, so we agree on who owns what
+      await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     }
     // One listener for the hard stop rather than an AbortSignal.any per request (a per-blob cost).
     const cutAll = (): void => { for (const c of this.running.values()) c.abort(this.o.hard.reason) }
