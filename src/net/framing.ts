@@ -221,7 +221,8 @@ export async function * readFrames (source: AsyncIterable<StreamChunk>, opts: { 
 /** A frame payload: one array, or parts sent back to back (saves a copy for header + data). */
 export type FramePayload = Uint8Array | readonly Uint8Array[]
 
-function payloadLength (p: FramePayload): number {
+/** Bytes of a frame payload (all its parts). */
+export function payloadLength (p: FramePayload): number {
   if (p instanceof Uint8Array) return p.byteLength
   let n = 0
   for (const part of p) n += part.byteLength

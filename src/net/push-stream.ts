@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../core/errors.js'
 import { resolveAdmission, type Admission } from './admission.js'
 import { ADMIT_TIMEOUT_MS } from './constants.js'
 import { PeerProtocolError } from './errors.js'
-import { FrameWriter, readFrames, type FramePayload } from './framing.js'
+import { FrameWriter, payloadLength, readFrames, type FramePayload } from './framing.js'
 
 export interface PushLimits {
   /** Largest frame payload sent (sender) or accepted (receiver). */
@@ -77,7 +77,7 @@ export class PushStreams {
   async send (peer: PeerId, payloads: readonly FramePayload[], signal?: AbortSignal): Promise<void> {
     if (this.#closed) throw new InvalidArgumentError(`${this.#protocol} sender is closed`)
     for (const p of payloads) {
-      const n = p instanceof Uint8Array ? p.byteLength : p.reduce((a, b) => a + b.byteLength, 0)
+      const n = payloadLength(p)
       if (n > this.#maxFrameBytes) throw new InvalidArgumentError(`a ${this.#protocol} frame of ${n} bytes is above maxFrameBytes (${this.#maxFrameBytes})`)
     }
     const key = peer.toString()
@@ -87,14 +87,13 @@ export class PushStreams {
       this.#out.set(key, out)
       out.catch(() => { if (this.#out.get(key) === out) this.#out.delete(key) })
     }
-    const { stream, writer } = await out
+    const { writer } = await out
     try {
       await writer.write(payloads, { signal })
     } catch (err) {
       this.drop(peer, err)
       throw err
     }
-    if (stream.status !== 'open') this.drop(peer)
   }
 
   /** Ends the stream to `peer` (it is gone, or misbehaved); the next send opens another. */
