@@ -81,4 +81,25 @@ describe('site', () => {
     expect(held(b!.site.members.get(nodes[0]!.peerId.toString()))).toEqual([4])
     expect(nodes[1]!.getConnections(nodes[0]!.peerId).flatMap(conn => conn.streams).filter(s => s.protocol === HAVES_PROTOCOL)).toHaveLength(1)
   })
+
+  it('a member whose hello names another site label stops being a member: its increments stream closes and it hears no more', async () => {
+    const nodes = await Promise.all([pool.create(), pool.create()])
+    const [a, b] = await Promise.all(nodes.map(site))
+    await a!.site.meet(nodes[1]!.peerId)
+    a!.site.have(RELEASE, 6)
+    await waitFor(() => b!.heard.length === 1)
+    const bId = nodes[1]!.peerId.toString()
+    const outbound = (): number => nodes[0]!.getConnections(nodes[1]!.peerId).flatMap(conn => conn.streams).filter(s => s.protocol === HAVES_PROTOCOL).length
+    expect(outbound()).toBe(1)
+    // b now names another label in its hello (its config changed). Its Site keeps running, so the
+    // stream a opened to it stays up unless a itself drops it.
+    ;(b!.site as { label: string | null }).label = 'elsewhere'
+    await b!.site.meet(nodes[0]!.peerId)
+    await waitFor(() => !a!.site.members.has(bId))
+    await waitFor(() => outbound() === 0)
+    a!.site.have(RELEASE, 7)
+    await new Promise(resolve => setTimeout(resolve, FLUSH_MS + 200))
+    expect(b!.heard).toEqual([6])
+    expect(outbound()).toBe(0)
+  })
 })
