@@ -591,7 +591,7 @@ export class Endpoint {
     const stored = await this.d.db.manifests.get(entry.manifest)
     const held = stored !== null
     const bytes = stored ?? await this.fetchManifest(entry.manifest, name, entry.version, head.channel)
-    gcAfterManifest(bytes) // the fetch's transport buffers (src/daemon/gc.ts)
+    if (!held) gcAfterManifest(bytes) // the fetch's transport buffers (src/daemon/gc.ts); a file read leaves none
     const manifest = decodeManifest(bytes)
     const id = manifestId(bytes)
     checkManifestInHead(head, manifest, id)

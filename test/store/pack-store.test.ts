@@ -256,6 +256,24 @@ describe('PackStore', () => {
     expect(onDisk).toBeLessThan(before / 2)
   })
 
+  it('a blob deleted while compaction is copying its pack stays deleted (the copy is dead weight, not a resurrection)', async () => {
+    const dir = await tempDir()
+    let s = await open(dir, 64 * 1024)
+    // 15 kB entries: four fill the first 64 KiB pack, the fifth seals it
+    const bs = Array.from({ length: 6 }, () => blob(15_000))
+    for (const b of bs) await s.put(b.cid, b.data, { durable: false })
+    await s.delete(bs[0]!.cid)
+    // half of the sealed pack is dead now: compaction starts and reads bs[2] (the first live entry)
+    await s.delete(bs[1]!.cid)
+    await s.delete(bs[2]!.cid)
+    s = await reopen(s, 64 * 1024)
+    expect(await s.has(bs[2]!.cid)).toBe(false)
+    expect(await s.get(bs[2]!.cid)).toBeNull()
+    for (const b of [bs[3]!, bs[4]!, bs[5]!]) expect(Buffer.from((await s.get(b.cid))!)).toEqual(b.data)
+    expect((await s.stats()).blobs).toBe(3)
+    expect(await packFiles(dir)).not.toContain('00000001.pack') // the first pack was compacted away
+  })
+
   it('compaction never removes a pack under appends whose index update is still pending', async () => {
     // Many puts in flight across small packs while deletes make sealed packs mostly dead: a pack
     // sealed and compacted before its last appends reached the index lost them (found by kill -9 loop).
