@@ -24,7 +24,7 @@
 import '../src/polyfills.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createWriteStream, existsSync, readFileSync } from 'node:fs'
+import { closeSync, createWriteStream, existsSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -149,6 +149,11 @@ export interface Sample { t: number, rss: number, hwm: number, rssAnon: number, 
 const live = new Set<ChildProcess>()
 process.once('exit', () => { for (const c of live) c.kill('SIGKILL') })
 
+function stdoutTo (name: string): 'ignore' | number {
+  const dir = process.env.SHOAL_BENCH_STDOUT_DIR
+  return dir === undefined || dir === '' ? 'ignore' : openSync(join(dir, `${name.replace(/[^a-z0-9-]/gi, '-')}.stdout`), 'w')
+}
+
 /** A `shoal daemon` child: its JSON log lines, /proc samples, and a clean stop. */
 export class DaemonProc {
   readonly lines: LogLine[] = []
@@ -162,10 +167,13 @@ export class DaemonProc {
   private sampler: NodeJS.Timeout | undefined
 
   constructor (readonly name: string, configPath: string, nodeArgs: string[]) {
+    // SHOAL_BENCH_STDOUT_DIR: each daemon's stdout to <dir>/<name>.stdout (what --trace-gc prints)
+    const out = stdoutTo(name)
     this.child = spawn(process.execPath, [...nodeArgs, join(repoRoot, 'bin', 'shoal'), 'daemon', '--config', configPath], {
       env: { ...DAEMON_ENV, ...process.env, SHOAL_LOG_JSON: '1' },
-      stdio: ['ignore', 'ignore', 'pipe']
+      stdio: ['ignore', out, 'pipe']
     })
+    if (typeof out === 'number') closeSync(out) // the child has its own copy
     live.add(this.child)
     this.exited = new Promise(resolve => this.child.once('exit', () => {
       this.exitedAt = Date.now()
