@@ -22,7 +22,7 @@ import type { BlobStorage } from '../store/blob-store.js'
 import { BlobVerifyError } from '../net/errors.js'
 import { OriginClient } from '../net/origin-client.js'
 import { isDiskFull, StorageFullError, syncFilesystem } from '../store/fs-util.js'
-import type { ReleaseRecord, StateDb, StateOp } from '../store/state-db.js'
+import { CounterBatch, type ReleaseRecord, type StateDb, type StateOp } from '../store/state-db.js'
 import { HaveMap } from '../swarm/have-map.js'
 import { ownershipWeight, rankOwners } from '../swarm/ownership.js'
 import { PeerScores } from '../swarm/peer-scores.js'
@@ -55,6 +55,8 @@ const MANIFEST_WAIT_MS = 5_000
 
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
+/** A download's bytes-by-source counters reach the state db at most this often (CounterBatch). */
+const COUNTER_FLUSH_MS = 250
 
 /**
  * A pass that failed for availability (seed away, blobs on no source) is retried after
@@ -723,6 +725,14 @@ export class Endpoint {
     this.progress.set(key, prog)
     if (deltas.want.indices().every(i => have.has(i)) && deltas.viaDelta === 0) return
     let fetched = 0
+    // per-source metric children and byte counters summed in memory: per blob, prom-client hashed
+    // the labels and the counter chain waited for a LevelDB write (docs/bench-daemon.md, session 10)
+    const received = Object.fromEntries((['seed', 'origin', 'lan'] as const).map(s => [s, {
+      counter: `bytes.${s}`,
+      bytes: this.d.metrics.bytesReceived.labels({ source: s }),
+      blobs: this.d.metrics.blobsReceived.labels({ source: s })
+    }])) as Record<'seed' | 'origin' | 'lan', { counter: string, bytes: { inc: (n?: number) => void }, blobs: { inc: (n?: number) => void } }>
+    const counted = new CounterBatch(this.d.db.counters, COUNTER_FLUSH_MS, (err) => { this.d.log.warn({ err }, 'writing the byte counters failed; retried at the next flush') })
     const fetch = new ReleaseFetch({
       self: this.d.node.peerId,
       release: id,
@@ -741,13 +751,15 @@ export class Endpoint {
       progress: prog,
       have,
       want: deltas.want,
-      onStored: async (index, blob) => { await deltas.landed(index, blob) },
-      onBlob: async (from, bytes) => {
+      onStored: (index, blob) => deltas.isDelta(index) ? deltas.landed(index, blob) : undefined,
+      onBlob: (from, bytes) => {
         fetched++
         const source = from === 'seed' || from === 'origin' ? from : 'lan'
-        this.d.metrics.bytesReceived.inc({ source }, bytes)
-        this.d.metrics.blobsReceived.inc({ source })
-        await this.d.db.counters.add(`bytes.${source}`, bytes)
+        const r = received[source]
+        r.bytes.inc(bytes)
+        r.blobs.inc()
+        counted.add(r.counter, bytes)
+        return undefined
       },
       onBadBlob: (peer, banned, err) => {
         this.d.metrics.badBlobs.inc({ source: 'lan' })
@@ -770,6 +782,7 @@ export class Endpoint {
       await fetch.run()
     } finally {
       this.fetches.delete(id)
+      await counted.close()
       if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
     }
     this.d.log.info({ release: key, fetched, bytes: prog.bytes }, 'release downloaded')

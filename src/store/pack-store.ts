@@ -167,9 +167,13 @@ export class PackStore implements BlobStorage {
     return store
   }
 
+  // asked once per append and per read: the active pack's path is kept rather than joined each time
   private packPath (id: number): string {
-    return join(this.packsDir, `${String(id).padStart(8, '0')}.pack`)
+    if (this.lastPack?.id !== id) this.lastPack = { id, path: join(this.packsDir, `${String(id).padStart(8, '0')}.pack`) }
+    return this.lastPack.path
   }
+
+  private lastPack: { id: number, path: string } | undefined
 
   private idxPath (id: number): string {
     return join(this.packsDir, `${String(id).padStart(8, '0')}.idx`)

@@ -395,6 +395,54 @@ export class BlobIndex {
 }
 
 /**
+ * Adds to a few counters summed in memory and written as one Counters.add per name every
+ * `everyMs`, for counts made per blob (a download's bytes by source): one LevelDB write per
+ * counter per interval where an add per blob kept a promise chain per blob waiting on the disk.
+ * A failed write keeps its sums for the next flush; `close` writes what is left and throws when
+ * that fails. A kill loses at most the last interval's counts, as it loses the blobs appended
+ * without fsync in that time.
+ */
+export class CounterBatch {
+  private readonly pending = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+  private writing: Promise<void> = Promise.resolve()
+
+  constructor (private readonly counters: Pick<Counters, 'add'>, private readonly everyMs: number, private readonly onError: (err: unknown) => void) {}
+
+  add (name: string, n: number): void {
+    this.pending.set(name, (this.pending.get(name) ?? 0) + n)
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined
+      this.flush().catch(this.onError)
+    }, this.everyMs)
+  }
+
+  async close (): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    await this.flush()
+  }
+
+  private async flush (): Promise<void> {
+    const batch = [...this.pending]
+    this.pending.clear()
+    const run = this.writing.then(async () => {
+      for (let i = 0; i < batch.length; i++) {
+        const [name, n] = batch[i]!
+        try {
+          await this.counters.add(name, n)
+        } catch (err) {
+          for (const [k, v] of batch.slice(i)) this.pending.set(k, (this.pending.get(k) ?? 0) + v)
+          throw err
+        }
+      }
+    })
+    this.writing = run.catch(() => {})
+    await run
+  }
+}
+
+/**
  * Named numbers (bytes by source, installs, …). Adds are write-behind: the value lives in memory
  * and at most one LevelDB write per counter is in flight, carrying every add made before it
  * started — so a download adding per blob costs a handful of writes, not one per blob, and an

@@ -94,8 +94,8 @@ export interface ReleaseFetchOptions {
   soft: AbortSignal
   hard: AbortSignal
   progress: FetchProgress
-  /** A verified blob landed; `from` is 'seed', 'origin' or the LAN peer's id. */
-  onBlob: (from: WanSourceKind | string, bytes: number) => Promise<void>
+  /** A verified blob landed; `from` is 'seed', 'origin' or the LAN peer's id. Awaited only when it returns a promise. */
+  onBlob: (from: WanSourceKind | string, bytes: number) => Promise<void> | undefined
   /** A peer sent a blob that failed its cid, or broke the protocol (more bytes than the blob's size…). */
   onBadBlob?: (peer: string, banned: boolean, err: Error) => void
   /** A request to a peer timed out: it trickled, or sent nothing. */
@@ -110,9 +110,9 @@ export interface ReleaseFetchOptions {
   /**
    * A blob was stored, before it counts as landed: the endpoint rebuilds the chunks of a delta
    * here (held()) or, when that fails, wants their full blobs (want()), so the fetch cannot end
-   * in between.
+   * in between. Awaited only when it returns a promise (most blobs are not deltas).
    */
-  onStored?: (index: number, blob: Uint8Array) => Promise<void>
+  onStored?: (index: number, blob: Uint8Array) => Promise<void> | undefined
   log?: (msg: string, fields?: Record<string, unknown>) => void
 }
 
@@ -128,7 +128,9 @@ export class ReleaseFetch {
   private readonly scheduler: Scheduler
   private readonly table: ChunkTable
   private readonly running = new Map<string, AbortController>() // `${index}:${from}`
-  private readonly settling = new Set<Promise<void>>()
+  /** Requests started and not yet settled (landed, failed or cancelled). */
+  private inFlight = 0
+  private drained: (() => void) | undefined
   private wake: (() => void) | undefined
   private haveKick: NodeJS.Timeout | undefined
   /**
@@ -297,7 +299,8 @@ export class ReleaseFetch {
       // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
       // with `hard` after a grace period; dropping them now would fetch them again after a restart.
       if (!this.o.soft.aborted) for (const c of this.running.values()) c.abort()
-      await Promise.allSettled([...this.settling])
+      if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
+      this.drained = undefined
       this.o.hard.removeEventListener('abort', cutAll)
     }
   }
@@ -313,61 +316,79 @@ export class ReleaseFetch {
     const ctl = new AbortController()
     this.running.set(key, ctl)
     if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
-    const cid = this.table.cidBytes(index)
-    const done: Promise<void> = this.fetchOne(index, this.table.size(index), cid, from, ctl.signal)
-      .then(async ({ blob, source }) => {
-        try {
-          // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
-          await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
-          await this.o.onStored?.(index, blob)
-        } catch (err) {
-          this.scheduler.requestFailed(index, from)
-          this.localFailure ??= err instanceof Error ? err : new Error(String(err))
-          return
-        }
-        if (from === WAN) {
-          this.wanOkAt = Date.now()
-          this.wanFailures = 0
-          if (++this.wanLanded % 64 === 0) this.adaptWanLimit(false) // a fast WAN opens up sooner than the tick
-        }
-        this.cancel(this.scheduler.chunkLanded(index, from))
-        this.o.have.set(index)
-        this.o.site?.have(this.o.release, index)
-        this.o.progress.blobs++
-        this.o.progress.bytes += blob.byteLength
-        try {
-          await this.o.onBlob(source, blob.byteLength)
-        } catch (err) {
-          this.localFailure ??= err instanceof Error ? err : new Error(String(err))
-        }
-      })
-      .catch((err: unknown) => {
+    this.inFlight++
+    void this.land(index, from, key, ctl)
+  }
+
+  // One async frame per request from fetch to landed (a .then/.catch/.finally chain was three
+  // more promises and closures per blob, and a request's objects live long enough to be promoted:
+  // docs/bench-daemon.md, session 10).
+  private async land (index: number, from: string, key: string, ctl: AbortController): Promise<void> {
+    try {
+      const cid = this.table.cidBytes(index)
+      let got: { blob: Uint8Array, source: string }
+      try {
+        got = await this.fetchOne(index, this.table.size(index), cid, from, ctl.signal)
+      } catch (err) {
+        this.fetchFailed(index, from, ctl, err)
+        return
+      }
+      const { blob, source } = got
+      try {
+        // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
+        await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
+        const stored = this.o.onStored?.(index, blob)
+        if (stored !== undefined) await stored
+      } catch (err) {
         this.scheduler.requestFailed(index, from)
-        if (ctl.signal.aborted || this.o.hard.aborted) return // cancelled: a duplicate landed, or stopping
-        if (from === WAN) {
-          if (this.o.soft.aborted || this.wanDown !== undefined) return
-          this.wanFailed(err)
-          return
-        }
-        // A lie (bytes that fail the cid, more than the signed size: PeerProtocolError) costs a
-        // bad blob; a request that timed out (a peer trickling bytes keeps the stream alive, only
-        // the request deadline catches it) costs slow points. Without the score, a LAN peer that
-        // holds every chunk would be asked again and again, one request timeout at a time.
-        const lie = err instanceof BlobVerifyError || err instanceof PeerProtocolError
-        if (lie || err instanceof NetTimeoutError) {
-          const banned = lie ? this.o.scores.badBlob(from) : this.o.scores.slow(from)
-          if (lie) this.o.onBadBlob?.(from, banned, err)
-          else this.o.onSlow?.(from, banned, err)
-          if (banned) this.cancel(this.scheduler.peerBanned(from))
-        }
-        this.o.log?.('LAN fetch failed; the chunk is planned again', { peer: from, err })
-      })
-      .finally(() => {
-        if (this.running.get(key) === ctl) this.running.delete(key)
-        this.settling.delete(done)
-        this.kick()
-      })
-    this.settling.add(done)
+        this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+        return
+      }
+      if (from === WAN) {
+        this.wanOkAt = Date.now()
+        this.wanFailures = 0
+        if (++this.wanLanded % 64 === 0) this.adaptWanLimit(false) // a fast WAN opens up sooner than the tick
+      }
+      this.cancel(this.scheduler.chunkLanded(index, from))
+      this.o.have.set(index)
+      this.o.site?.have(this.o.release, index)
+      this.o.progress.blobs++
+      this.o.progress.bytes += blob.byteLength
+      try {
+        const counted = this.o.onBlob(source, blob.byteLength)
+        if (counted !== undefined) await counted
+      } catch (err) {
+        this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+      }
+    } catch (err) {
+      this.localFailure ??= err instanceof Error ? err : new Error(String(err)) // a bug of ours: fail the fetch, loudly
+    } finally {
+      if (this.running.get(key) === ctl) this.running.delete(key)
+      if (--this.inFlight === 0) this.drained?.()
+      this.kick()
+    }
+  }
+
+  private fetchFailed (index: number, from: string, ctl: AbortController, err: unknown): void {
+    this.scheduler.requestFailed(index, from)
+    if (ctl.signal.aborted || this.o.hard.aborted) return // cancelled: a duplicate landed, or stopping
+    if (from === WAN) {
+      if (this.o.soft.aborted || this.wanDown !== undefined) return
+      this.wanFailed(err)
+      return
+    }
+    // A lie (bytes that fail the cid, more than the signed size: PeerProtocolError) costs a
+    // bad blob; a request that timed out (a peer trickling bytes keeps the stream alive, only
+    // the request deadline catches it) costs slow points. Without the score, a LAN peer that
+    // holds every chunk would be asked again and again, one request timeout at a time.
+    const lie = err instanceof BlobVerifyError || err instanceof PeerProtocolError
+    if (lie || err instanceof NetTimeoutError) {
+      const banned = lie ? this.o.scores.badBlob(from) : this.o.scores.slow(from)
+      if (lie) this.o.onBadBlob?.(from, banned, err)
+      else this.o.onSlow?.(from, banned, err)
+      if (banned) this.cancel(this.scheduler.peerBanned(from))
+    }
+    this.o.log?.('LAN fetch failed; the chunk is planned again', { peer: from, err })
   }
 
   // Every WAN source failed this blob: pause the WAN requests (the failures of one dead stream

@@ -55,19 +55,25 @@ export class TokenBucket {
    * Resolves once `n` bytes may be sent. A request larger than the burst is let through when the
    * bucket is full, leaving it in debt. Any of `signals` aborting drops the wait; they are listened
    * to only when the caller has to wait (a fetch passes two, and combining them with
-   * AbortSignal.any for every blob was a measurable per-blob cost).
+   * AbortSignal.any for every blob was a measurable per-blob cost). `takeNow` is the same without
+   * the promise when no wait is needed (it is called once per blob).
    */
   async take (n: number, ...signals: Array<AbortSignal | undefined>): Promise<void> {
-    if (this.unlimited) return
+    await this.takeNow(n, signals)
+  }
+
+  /** undefined when the `n` bytes were taken at once; else a promise settled as take()'s is. Throws when a signal has aborted. */
+  takeNow (n: number, signals: ReadonlyArray<AbortSignal | undefined>): Promise<void> | undefined {
+    if (this.unlimited) return undefined
     for (const s of signals) s?.throwIfAborted()
     if (this.queue.length === 0) {
       this.refill()
       if (this.tokens >= Math.min(n, this.burst)) {
         this.tokens -= n
-        return
+        return undefined
       }
     }
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const w: Waiter = { n, resolve, reject, signals: signals.filter((s): s is AbortSignal => s !== undefined) }
       for (const s of w.signals) this.watch(s, w)
       this.queue.push(w)

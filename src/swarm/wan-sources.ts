@@ -24,7 +24,7 @@ export interface WanSource {
 }
 
 export function seedSource (client: BlobClient, addr: Multiaddr | PeerId): WanSource {
-  return { kind: 'seed', name: addr.toString(), fetch: async (cid, maxSize, signal, onSent) => await client.fetch(addr, cid, maxSize, signal, onSent) }
+  return { kind: 'seed', name: addr.toString(), fetch: (cid, maxSize, signal, onSent) => client.fetch(addr, cid, maxSize, signal, onSent) }
 }
 
 export function originSource (client: OriginClient): WanSource {
@@ -82,7 +82,8 @@ export class WanSources {
       let last: unknown
       let busy = false
       for (const source of order) {
-        await this.bucket.take(maxSize, signal, soft)
+        const wait = this.bucket.takeNow(maxSize, soft === undefined ? [signal] : [signal, soft])
+        if (wait !== undefined) await wait
         try {
           const blob = await source.fetch(cid, maxSize, signal, onSent)
           this.downUntil.delete(source)

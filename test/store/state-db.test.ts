@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { Level } from 'level'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { STATE_SCHEMA_VERSION, StateCorruptError, StateDb, StateLockedError, StateSchemaError } from '../../src/store/state-db.js'
+import { CounterBatch, STATE_SCHEMA_VERSION, StateCorruptError, StateDb, StateLockedError, StateSchemaError } from '../../src/store/state-db.js'
 import type { ReleaseRecord } from '../../src/store/state-db.js'
 import { InvalidArgumentError } from '../../src/core/errors.js'
 
@@ -396,6 +396,47 @@ describe('StateDb counters', () => {
     await expect(db.counters.add('x', Number.NaN)).rejects.toBeInstanceOf(InvalidArgumentError)
     await closeDb(db)
     expect(await (await openDb()).counters.get('bytesLan')).toBe(750)
+  })
+})
+
+describe('CounterBatch', () => {
+  it('sums adds in memory and writes each counter once per interval; close writes the rest', async () => {
+    const db = await openDb()
+    let writes = 0
+    const counters = { add: async (name: string, n: number) => { writes++; await db.counters.add(name, n) } }
+    const batch = new CounterBatch(counters, 50, (err) => { throw err })
+    for (let i = 0; i < 1000; i++) batch.add(i % 4 === 0 ? 'bytes.lan' : 'bytes.seed', 10)
+    expect(writes).toBe(0)
+    await new Promise(resolve => setTimeout(resolve, 120))
+    expect(writes).toBe(2) // one per counter
+    expect(await db.counters.all()).toEqual({ 'bytes.lan': 2500, 'bytes.seed': 7500 })
+    batch.add('bytes.lan', 1)
+    await batch.close()
+    expect(writes).toBe(3)
+    expect(await db.counters.get('bytes.lan')).toBe(2501)
+  })
+
+  it('keeps the sums of a failed write for the next one, and close reports a failure', async () => {
+    const stored = new Map<string, number>()
+    let failing = true
+    const counters = {
+      add: async (name: string, n: number) => {
+        if (failing) throw new Error('disk on fire')
+        stored.set(name, (stored.get(name) ?? 0) + n)
+      }
+    }
+    const errors: unknown[] = []
+    const batch = new CounterBatch(counters, 10, (err) => { errors.push(err) })
+    batch.add('bytes.seed', 5)
+    batch.add('bytes.lan', 7)
+    await new Promise(resolve => setTimeout(resolve, 60))
+    expect(errors).toHaveLength(1)
+    expect(stored.size).toBe(0)
+    batch.add('bytes.seed', 1)
+    await expect(batch.close()).rejects.toThrow('disk on fire')
+    failing = false
+    await batch.close()
+    expect(Object.fromEntries(stored)).toEqual({ 'bytes.seed': 6, 'bytes.lan': 7 })
   })
 })
 
