@@ -61,6 +61,7 @@ export class BlobClient {
   readonly #sessions = new Map<string, ClientSession>()
   readonly #stats = new Map<string, PeerTransferStats>()
   readonly #addrPeers = new Map<string, PeerId>() // bare multiaddr → the PeerId found there
+  readonly #named = new WeakMap<Multiaddr, { key: string, target: Multiaddr }>() // multiaddr with /p2p/ → its session key
   #closed = false
 
   constructor (node: Libp2p, opts: BlobClientOptions = {}) {
@@ -91,7 +92,7 @@ export class BlobClient {
       throw new InvalidArgumentError(`maxSize must be an integer within 0…${MAX_BLOB_BYTES}`)
     }
     if (signal?.aborted === true) throw abortError(signal)
-    const { key, target } = isMultiaddr(peer) ? await this.#target(peer, signal) : { key: peer.toString(), target: peer }
+    const { key, target } = isMultiaddr(peer) ? (this.#named.get(peer) ?? await this.#target(peer, signal)) : { key: peer.toString(), target: peer }
     let session = this.#sessions.get(key)
     if (session === undefined || session.dead) {
       session = new ClientSession(this.#node, this.#admission, this.#settings, key, target, this.#statsFor(key))
@@ -133,10 +134,18 @@ export class BlobClient {
     return s
   }
 
-  // Sessions are keyed by PeerId. A multiaddr without /p2p/ is dialled first to learn it.
+  // Sessions are keyed by PeerId. A multiaddr without /p2p/ is dialled first to learn it. One with
+  // it is looked at once per Multiaddr object: a seed's address is passed for every blob, and
+  // getComponents() builds its component list each time.
   async #target (peer: Multiaddr, signal?: AbortSignal): Promise<{ key: string, target: PeerId | Multiaddr }> {
+    const named = this.#named.get(peer)
+    if (named !== undefined) return named
     const id = peer.getComponents().findLast((c) => c.name === 'p2p')?.value
-    if (id !== undefined) return { key: id, target: peer }
+    if (id !== undefined) {
+      const t = { key: id, target: peer }
+      this.#named.set(peer, t)
+      return t
+    }
     const addr = peer.toString()
     const known = this.#addrPeers.get(addr)
     if (known !== undefined && this.#sessions.get(known.toString())?.dead === false) return { key: known.toString(), target: known }
