@@ -782,7 +782,8 @@ export class Endpoint {
       await fetch.run()
     } finally {
       this.fetches.delete(id)
-      await counted.close()
+      // a counter that cannot be written costs a statistic, not the download (nor hides its error)
+      await counted.close().catch((err: unknown) => { this.d.log.warn({ err }, 'writing the byte counters failed') })
       if (fetched > 0) await syncFilesystem(this.d.cfg.stateDir)
     }
     this.d.log.info({ release: key, fetched, bytes: prog.bytes }, 'release downloaded')
