@@ -395,22 +395,27 @@ export class BlobIndex {
 }
 
 /**
- * Adds to a few counters summed in memory and written as one Counters.add per name every
- * `everyMs`, for counts made per blob (a download's bytes by source): one LevelDB write per
- * counter per interval where an add per blob kept a promise chain per blob waiting on the disk.
- * A failed write keeps its sums for the next flush; `close` writes what is left and throws when
- * that fails. A kill loses at most the last interval's counts, as it loses the blobs appended
- * without fsync in that time.
+ * Per-blob adds (a download's bytes by source) made visible at once and written once per counter
+ * every `everyMs`: one LevelDB write per counter per interval, where an awaited add per blob kept a
+ * promise chain per blob waiting on the disk. A failed write is retried at the next flush; `close`
+ * writes what is left and throws when that fails. A kill loses at most the last interval's counts,
+ * as it may lose those blobs' appends (written without fsync).
  */
 export class CounterBatch {
-  private readonly pending = new Map<string, number>()
+  private readonly names = new Set<string>()
+  private readonly loading = new Set<Promise<void>>()
   private timer: NodeJS.Timeout | undefined
-  private writing: Promise<void> = Promise.resolve()
 
-  constructor (private readonly counters: Pick<Counters, 'add'>, private readonly everyMs: number, private readonly onError: (err: unknown) => void) {}
+  constructor (private readonly counters: Pick<Counters, 'add' | 'addDeferred' | 'persist'>, private readonly everyMs: number, private readonly onError: (err: unknown) => void) {}
 
   add (name: string, n: number): void {
-    this.pending.set(name, (this.pending.get(name) ?? 0) + n)
+    if (!this.counters.addDeferred(name, n)) {
+      // the counter's first use: a plain add loads it (and writes this one increment)
+      const p = this.counters.add(name, n).catch(this.onError).finally(() => this.loading.delete(p))
+      this.loading.add(p)
+      return
+    }
+    this.names.add(name)
     this.timer ??= setTimeout(() => {
       this.timer = undefined
       this.flush().catch(this.onError)
@@ -420,25 +425,23 @@ export class CounterBatch {
   async close (): Promise<void> {
     clearTimeout(this.timer)
     this.timer = undefined
+    await Promise.all([...this.loading])
     await this.flush()
   }
 
   private async flush (): Promise<void> {
-    const batch = [...this.pending]
-    this.pending.clear()
-    const run = this.writing.then(async () => {
-      for (let i = 0; i < batch.length; i++) {
-        const [name, n] = batch[i]!
-        try {
-          await this.counters.add(name, n)
-        } catch (err) {
-          for (const [k, v] of batch.slice(i)) this.pending.set(k, (this.pending.get(k) ?? 0) + v)
-          throw err
-        }
+    const names = [...this.names]
+    this.names.clear()
+    let failed: unknown
+    for (const name of names) {
+      try {
+        await this.counters.persist(name)
+      } catch (err) {
+        this.names.add(name) // still dirty in Counters: written by the next flush
+        failed ??= err
       }
-    })
-    this.writing = run.catch(() => {})
-    await run
+    }
+    if (failed !== undefined) throw failed
   }
 }
 
@@ -474,6 +477,24 @@ export class Counters {
     await this.load(name)
     this.values.set(name, (this.values.get(name) ?? 0) + n) // read after the await: no lost update
     this.dirty.add(name)
+    await this.flush(name)
+  }
+
+  /**
+   * Adds `n` in memory at once (get and all see it) and leaves the write to the next
+   * `persist(name)`. False, and nothing added, when the counter is not loaded yet: use `add`.
+   */
+  addDeferred (name: string, n: number): boolean {
+    const v = this.values.get(name)
+    if (v === undefined) return false
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`a counter increment must be a finite number, got ${n}`)
+    this.values.set(name, v + n)
+    this.dirty.add(name)
+    return true
+  }
+
+  /** Writes counter `name` if it changed since its last write (a failed write leaves it to the next). */
+  async persist (name: string): Promise<void> {
     await this.flush(name)
   }
 
