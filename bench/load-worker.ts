@@ -74,8 +74,8 @@ try {
       const seed = seedSource(client, seedAddr)
       const counted: WanSource = {
         ...seed,
-        fetch: async (cid, maxSize, signal) => {
-          try { return await seed.fetch(cid, maxSize, signal) } catch (err) { if (err instanceof BlobBusyError) busyAnswers++; throw err }
+        fetchBatch: async (wants, onItem, opts) => {
+          await seed.fetchBatch(wants, (i, blob, err) => { if (err instanceof BlobBusyError) busyAnswers++; onItem(i, blob, err) }, opts)
         }
       }
       const wan = new WanSources([counted], new TokenBucket({ rate: 0 }))

@@ -46,6 +46,24 @@ export interface PeerTransferStats {
   verifyFailures: number
 }
 
+/** One blob of a batch: its cid and the most bytes it may have. */
+export interface BlobWant { cid: Uint8Array, maxSize: number }
+/**
+ * A batch's outcome for item `item` (its index in the batch): the verified blob, or the error that
+ * failed it. Called exactly once per item, synchronously from the stream's read loop (so it must
+ * not throw, and should start rather than finish slow work).
+ */
+export type BlobOutcome = (item: number, blob: Uint8Array | undefined, err: Error | undefined) => void
+
+export interface BatchOptions {
+  /** Fails the items not yet reported (NetAbortedError, or NetTimeoutError for a timeout reason). */
+  signal?: AbortSignal
+  /** That item's request left for the peer: cancelling it from now on may cost the bytes on their way. */
+  onSent?: (item: number) => void
+  /** Asked just before an item's request is sent: true drops it unsent (reported as NetAbortedError). */
+  skip?: (item: number) => boolean
+}
+
 interface Settings {
   window: number
   maxInflight: number
@@ -86,22 +104,47 @@ export class BlobClient {
    * PeerProtocolError, PeerConnectionError, AdmissionDeniedError, NetTimeoutError or NetAbortedError.
    */
   async fetch (peer: PeerId | Multiaddr, cid: Uint8Array, maxSize: number, signal?: AbortSignal, onSent?: () => void): Promise<Uint8Array> {
+    let blob: Uint8Array | undefined
+    let error: Error | undefined
+    await this.fetchBatch(peer, [{ cid, maxSize }], (_, b, err) => { blob = b; error = err }, { signal, onSent })
+    if (error !== undefined) throw error
+    return blob!
+  }
+
+  /**
+   * Fetches a run of blobs from `peer`, pipelined as one fetch each would be, with one promise,
+   * one abort listener and one caller frame for the run (per-blob promises and listeners were
+   * most of a download's garbage: docs/bench-daemon.md, session 11). Every item is reported to
+   * `onItem` exactly once — verified as `fetch` verifies, or with the error `fetch` would throw —
+   * and then the promise resolves. It rejects only for bad arguments, before anything is sent.
+   */
+  async fetchBatch (peer: PeerId | Multiaddr, wants: readonly BlobWant[], onItem: BlobOutcome, opts: BatchOptions = {}): Promise<void> {
+    const { signal } = opts
     if (this.#closed) throw new InvalidArgumentError('this BlobClient is closed')
-    if (!(cid instanceof Uint8Array) || cid.byteLength !== CID_BYTES) throw new InvalidArgumentError(`a cid is ${CID_BYTES} bytes`)
-    if (!Number.isSafeInteger(maxSize) || maxSize < 0 || maxSize > MAX_BLOB_BYTES) {
-      throw new InvalidArgumentError(`maxSize must be an integer within 0…${MAX_BLOB_BYTES}`)
+    for (const { cid, maxSize } of wants) {
+      if (!(cid instanceof Uint8Array) || cid.byteLength !== CID_BYTES) throw new InvalidArgumentError(`a cid is ${CID_BYTES} bytes`)
+      if (!Number.isSafeInteger(maxSize) || maxSize < 0 || maxSize > MAX_BLOB_BYTES) {
+        throw new InvalidArgumentError(`maxSize must be an integer within 0…${MAX_BLOB_BYTES}`)
+      }
     }
-    if (signal?.aborted === true) throw abortError(signal)
-    const { key, target } = isMultiaddr(peer) ? (this.#named.get(peer) ?? await this.#target(peer, signal)) : { key: peer.toString(), target: peer }
-    let session = this.#sessions.get(key)
-    if (session === undefined || session.dead) {
-      session = new ClientSession(this.#node, this.#admission, this.#settings, key, target, this.#statsFor(key))
-      this.#sessions.set(key, session)
-      const s = session
-      s.onDead = () => { if (this.#sessions.get(key) === s) this.#sessions.delete(key) }
-      s.open()
+    if (wants.length === 0) return
+    let session: ClientSession
+    try {
+      if (signal?.aborted === true) throw abortError(signal)
+      const { key, target } = isMultiaddr(peer) ? (this.#named.get(peer) ?? await this.#target(peer, signal)) : { key: peer.toString(), target: peer }
+      let s = this.#sessions.get(key)
+      if (s === undefined || s.dead) {
+        const fresh = s = new ClientSession(this.#node, this.#admission, this.#settings, key, target, this.#statsFor(key))
+        this.#sessions.set(key, fresh)
+        fresh.onDead = () => { if (this.#sessions.get(key) === fresh) this.#sessions.delete(key) }
+        fresh.open()
+      }
+      session = s
+    } catch (err) {
+      for (let i = 0; i < wants.length; i++) onItem(i, undefined, err as Error)
+      return
     }
-    return await session.fetch(Uint8Array.from(cid), maxSize, signal, onSent)
+    await session.fetchBatch(wants, onItem, opts)
   }
 
   /** Blob bytes received from one peer, or from all peers. */
@@ -159,24 +202,33 @@ export class BlobClient {
   }
 }
 
+/** A caller's run of requests: reported item by item, `done` after the last. */
+interface Batch {
+  left: number
+  onItem: BlobOutcome
+  /**
+   * A request went to the server (it waited in our queue until then, beyond the server's HELLO
+   * limit): cancelling it from now on may cost the bytes already on their way.
+   */
+  onSent: ((item: number) => void) | undefined
+  skip: ((item: number) => boolean) | undefined
+  unlisten: (() => void) | undefined
+  done: () => void
+}
+
 interface Pending {
   cid: Uint8Array
   maxSize: number
   reqId: number
   phase: 'queued' | 'sent' | 'receiving'
-  cancelled: boolean // the caller is gone; the response is drained and dropped
+  cancelled: boolean // the caller is gone: the response is drained and dropped
+  reported: boolean // the caller has this item's outcome
   size: number
   received: number
   buf?: Uint8Array
-  resolve: (blob: Uint8Array) => void
-  reject: (err: Error) => void
   sentAt: number
-  unlisten?: () => void
-  /**
-   * The request went to the server (it waited in our queue until then, beyond the server's HELLO
-   * limit): cancelling it from now on may cost the bytes already on their way.
-   */
-  onSent?: () => void
+  batch: Batch
+  item: number
 }
 
 class ClientSession {
@@ -255,19 +307,26 @@ class ClientSession {
     return new PeerConnectionError(this.#peer, reason, { cause })
   }
 
-  async fetch (cid: Uint8Array, maxSize: number, signal?: AbortSignal, onSent?: () => void): Promise<Uint8Array> {
-    let resolve!: (blob: Uint8Array) => void
-    let reject!: (err: Error) => void
-    const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
-    const p: Pending = { cid, maxSize, reqId: -1, phase: 'queued', cancelled: false, size: 0, received: 0, sentAt: 0, resolve, reject, onSent }
-    if (signal !== undefined) {
-      const onAbort = (): void => { this.#cancel(p, abortError(signal)) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      p.unlisten = () => { signal.removeEventListener('abort', onAbort) }
-    }
-    this.#queue.push(p)
-    this.#pump()
-    return await promise
+  async fetchBatch (wants: readonly BlobWant[], onItem: BlobOutcome, { signal, onSent, skip }: BatchOptions): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const batch: Batch = { left: wants.length, onItem, onSent, skip, unlisten: undefined, done: resolve }
+      const ps: Pending[] = []
+      for (let i = 0; i < wants.length; i++) {
+        const w = wants[i]!
+        // a copy: the caller's bytes may change while the request waits
+        ps.push({ cid: Uint8Array.from(w.cid), maxSize: w.maxSize, reqId: -1, phase: 'queued', cancelled: false, reported: false, size: 0, received: 0, sentAt: 0, batch, item: i })
+      }
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          const err = abortError(signal)
+          for (const p of ps) this.#cancel(p, err)
+        }
+        signal.addEventListener('abort', onAbort, { once: true })
+        batch.unlisten = () => { signal.removeEventListener('abort', onAbort) }
+      }
+      for (const p of ps) this.#queue.push(p)
+      this.#pump()
+    })
   }
 
   /** Fails everything outstanding with `err` and drops the stream. */
@@ -295,11 +354,15 @@ class ClientSession {
     if (this.#pending.size === 0) this.#lastRx = now
     while (this.#queue.length > 0 && this.#pending.size < limit) {
       const p = this.#queue.shift()!
+      if (p.batch.skip?.(p.item) === true) {
+        this.#settle(p, new NetAbortedError('blob fetch (dropped before it was sent)'))
+        continue
+      }
       p.reqId = this.#nextReqId
       this.#nextReqId = (this.#nextReqId + 1) >>> 0
       p.phase = 'sent'
       p.sentAt = now
-      p.onSent?.()
+      p.batch.onSent?.(p.item)
       this.#pending.set(p.reqId, p)
       this.#out.push(encodeRequest(p.reqId, p.maxSize, p.cid))
     }
@@ -309,7 +372,7 @@ class ClientSession {
   // The caller gave up on `p`: reject it now; on the wire, ask the server to stop and keep the
   // request id reserved until its response is over.
   #cancel (p: Pending, err: Error): void {
-    if (p.cancelled || this.dead) return
+    if (p.reported || this.dead) return
     this.#settle(p, err)
     p.cancelled = true
     p.buf = undefined
@@ -322,12 +385,16 @@ class ClientSession {
     this.#scheduleFlush()
   }
 
+  // Reports `p` to its caller, once.
   #settle (p: Pending, err?: Error, blob?: Uint8Array): void {
-    p.unlisten?.()
-    p.unlisten = undefined
-    if (p.cancelled) return
-    if (err !== undefined) p.reject(err)
-    else p.resolve(blob!)
+    if (p.reported) return
+    p.reported = true
+    const b = p.batch
+    b.onItem(p.item, blob, err)
+    if (--b.left === 0) {
+      b.unlisten?.()
+      b.done()
+    }
   }
 
   #scheduleFlush (): void {

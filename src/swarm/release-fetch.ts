@@ -31,6 +31,12 @@ export const SETTLE_MS = 1_000
  */
 export const WAN_IN_FLIGHT = 512
 /**
+ * WAN requests are made in runs of at most this many blobs: one abort controller, one promise and
+ * one caller frame per run through the WAN sources and the blobs client, rather than per blob
+ * (docs/bench-daemon.md, session 11). Each blob of a run still lands, and frees its slot, alone.
+ */
+export const WAN_BATCH = 32
+/**
  * WAN requests in flight follow what the WAN delivers: about WAN_AHEAD_MS of it (the blobs
  * landed over the last WAN_RATE_WINDOW_MS), at least WAN_MIN_IN_FLIGHT, at most WAN_IN_FLIGHT.
  * 512 requests (~9 MB) were 1.5 s of a whole 50 Mbit/s uplink and ~15 s of one endpoint's share
@@ -116,6 +122,9 @@ export interface ReleaseFetchOptions {
   log?: (msg: string, fields?: Record<string, unknown>) => void
 }
 
+/** WAN requests started together (WAN_BATCH): `dropped` holds the positions a join cancelled unsent. */
+interface WanRun { ctl: AbortController, indices: number[], dropped: Set<number> | undefined }
+
 /** The `from` of chunks produced here (rebuilt from a delta), not fetched. */
 const LOCAL = 'local'
 
@@ -127,8 +136,12 @@ export function distinctChunks (chunks: readonly ChunkRef[]): ChunkRef[] {
 export class ReleaseFetch {
   private readonly scheduler: Scheduler
   private readonly table: ChunkTable
-  private readonly running = new Map<string, AbortController>() // `${index}:${from}`
-  /** Requests started and not yet settled (landed, failed or cancelled). */
+  private readonly running = new Map<string, AbortController>() // LAN requests: `${index}:${peer}`
+  /** Runs of WAN requests not yet over; cancelled together (the WAN is down, stopping). */
+  private readonly wanRuns = new Set<AbortController>()
+  /** WAN requests not yet sent, by chunk index: the ones a joining peer's hello may drop. */
+  private readonly wanQueued = new Map<number, { run: WanRun, j: number }>()
+  /** Requests started and not yet settled (landed, failed or cancelled), LAN and WAN. */
   private inFlight = 0
   private drained: (() => void) | undefined
   private wake: (() => void) | undefined
@@ -246,7 +259,12 @@ export class ReleaseFetch {
   }
 
   private cancel (reqs: LanRequest[]): void {
-    for (const r of reqs) this.running.get(`${r.index}:${r.peer}`)?.abort()
+    for (const r of reqs) {
+      if (r.peer !== WAN) { this.running.get(`${r.index}:${r.peer}`)?.abort(); continue }
+      // only WAN requests not yet sent are dropped (peerJoined's `cancellable`): skipped when their turn comes
+      const q = this.wanQueued.get(r.index)
+      if (q !== undefined) (q.run.dropped ??= new Set()).add(q.j)
+    }
   }
 
   /** Resolves when every chunk is held; throws when stopped, or when the WAN failed and the site has nothing more to give. */
@@ -259,7 +277,7 @@ export class ReleaseFetch {
       await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     }
     // One listener for the hard stop rather than an AbortSignal.any per request (a per-blob cost).
-    const cutAll = (): void => { for (const c of this.running.values()) c.abort(this.o.hard.reason) }
+    const cutAll = (): void => { for (const c of [...this.running.values(), ...this.wanRuns]) c.abort(this.o.hard.reason) }
     this.o.hard.addEventListener('abort', cutAll)
     this.wanSamples.push({ t: Date.now(), n: this.wanLanded })
     let ticks = 0
@@ -279,17 +297,17 @@ export class ReleaseFetch {
         if (this.wanDown !== undefined || Date.now() < this.wanHoldUntil) {
           // the WAN is down, or paused after a failure (planned again once the pause is over)
           for (const index of plan.wan) this.scheduler.requestFailed(index, WAN)
-          if (this.wanDown !== undefined && plan.lan.length === 0 && this.running.size === 0) throw this.wanDown
+          if (this.wanDown !== undefined && plan.lan.length === 0 && this.inFlight === 0) throw this.wanDown
         } else {
-          for (const index of plan.wan) this.start(index, WAN)
+          for (let k = 0; k < plan.wan.length; k += WAN_BATCH) this.startWan(plan.wan.slice(k, k + WAN_BATCH))
         }
-        for (const r of plan.lan) this.start(r.index, r.peer)
+        for (const r of plan.lan) this.startLan(r.index, r.peer)
         if (this.scheduler.done) break
         await new Promise<void>(resolve => { this.wake = resolve })
         // Let the completions of this turn of the event loop arrive before planning again: plan()
         // walks the whole chunk table, so once per batch of events, not once per blob.
         await new Promise(resolve => setImmediate(resolve))
-        if (this.running.size > WAN_IN_FLIGHT / 2) await new Promise(resolve => setTimeout(resolve, PLAN_EVERY_MS))
+        if (this.inFlight > WAN_IN_FLIGHT / 2) await new Promise(resolve => setTimeout(resolve, PLAN_EVERY_MS))
       }
     } finally {
       clearInterval(tick)
@@ -298,7 +316,7 @@ export class ReleaseFetch {
       this.haveKick = undefined
       // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
       // with `hard` after a grace period; dropping them now would fetch them again after a restart.
-      if (!this.o.soft.aborted) for (const c of this.running.values()) c.abort()
+      if (!this.o.soft.aborted) for (const c of [...this.running.values(), ...this.wanRuns]) c.abort()
       if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
       this.drained = undefined
       this.o.hard.removeEventListener('abort', cutAll)
@@ -311,61 +329,117 @@ export class ReleaseFetch {
     this.o.bucket.setRate(siteWanShare(this.o.wanRate, others + (this.scheduler.fetchingWan ? 1 : 0)))
   }
 
-  private start (index: number, from: string): void {
-    const key = `${index}:${from}`
+  private startLan (index: number, peer: string): void {
+    const key = `${index}:${peer}`
     const ctl = new AbortController()
     this.running.set(key, ctl)
     if (this.o.hard.aborted) ctl.abort(this.o.hard.reason)
     this.inFlight++
-    void this.land(index, from, key, ctl)
+    void this.fetchLan(index, peer, key, ctl)
   }
 
-  // One async frame per request from fetch to landed (a .then/.catch/.finally chain was three
-  // more promises and closures per blob, and a request's objects live long enough to be promoted:
-  // docs/bench-daemon.md, session 10).
-  private async land (index: number, from: string, key: string, ctl: AbortController): Promise<void> {
+  private async fetchLan (index: number, peer: string, key: string, ctl: AbortController): Promise<void> {
     try {
-      const cid = this.table.cidBytes(index)
-      let got: { blob: Uint8Array, source: string }
+      let blob: Uint8Array
       try {
-        got = await this.fetchOne(index, this.table.size(index), cid, from, ctl.signal)
+        blob = await this.o.client.fetch(peerIdFromString(peer), this.table.cidBytes(index), this.table.size(index), ctl.signal)
       } catch (err) {
-        this.fetchFailed(index, from, ctl, err)
+        this.fetchFailed(index, peer, ctl, err)
         return
       }
-      const { blob, source } = got
-      try {
-        // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
-        await this.o.store.put(cid, blob, { durable: false, verified: true, absent: true })
-        const stored = this.o.onStored?.(index, blob)
-        if (stored !== undefined) await stored
-      } catch (err) {
-        this.scheduler.requestFailed(index, from)
-        this.localFailure ??= err instanceof Error ? err : new Error(String(err))
-        return
-      }
-      if (from === WAN) {
-        this.wanOkAt = Date.now()
-        this.wanFailures = 0
-        if (++this.wanLanded % 64 === 0) this.adaptWanLimit(false) // a fast WAN opens up sooner than the tick
-      }
-      this.cancel(this.scheduler.chunkLanded(index, from))
-      this.o.have.set(index)
-      this.o.site?.have(this.o.release, index)
-      this.o.progress.blobs++
-      this.o.progress.bytes += blob.byteLength
-      try {
-        const counted = this.o.onBlob(source, blob.byteLength)
-        if (counted !== undefined) await counted
-      } catch (err) {
-        this.localFailure ??= err instanceof Error ? err : new Error(String(err))
-      }
+      await this.land(index, peer, peer, blob)
     } catch (err) {
       this.localFailure ??= err instanceof Error ? err : new Error(String(err)) // a bug of ours: fail the fetch, loudly
     } finally {
       if (this.running.get(key) === ctl) this.running.delete(key)
-      if (--this.inFlight === 0) this.drained?.()
-      this.kick()
+      this.settled(1)
+    }
+  }
+
+  // A run of WAN requests: one abort controller and one frame for the run; each blob lands alone.
+  private startWan (indices: number[]): void {
+    const run: WanRun = { ctl: new AbortController(), indices, dropped: undefined }
+    this.wanRuns.add(run.ctl)
+    if (this.o.hard.aborted) run.ctl.abort(this.o.hard.reason)
+    for (let j = 0; j < indices.length; j++) this.wanQueued.set(indices[j]!, { run, j })
+    this.inFlight += indices.length
+    void this.fetchWan(run)
+  }
+
+  private async fetchWan (run: WanRun): Promise<void> {
+    const { ctl, indices } = run
+    let reported = 0
+    const landing: Array<Promise<void>> = []
+    try {
+      const wants = indices.map(i => ({ cid: this.table.cidBytes(i), maxSize: this.table.size(i) }))
+      await this.o.wan.fetchBatch(wants, (j, got, err) => {
+        reported++
+        const index = indices[j]!
+        this.wanSent.delete(index)
+        if (this.wanQueued.get(index)?.run === run) this.wanQueued.delete(index)
+        if (got === undefined) {
+          // dropped unsent (a joining peer took the chunk over): the scheduler settled it then, and
+          // may have planned it again since — a requestFailed now would settle that new request
+          if (run.dropped?.has(j) !== true) this.fetchFailed(index, WAN, ctl, err)
+          this.settled(1)
+          return
+        }
+        landing.push(this.land(index, WAN, got.source.kind, got.blob)
+          .catch((e: unknown) => { this.localFailure ??= e instanceof Error ? e : new Error(String(e)) })
+          .finally(() => { this.settled(1) }))
+      }, {
+        signal: ctl.signal,
+        soft: this.o.soft,
+        onSent: j => {
+          const index = indices[j]!
+          this.wanSent.add(index)
+          if (this.wanQueued.get(index)?.run === run) this.wanQueued.delete(index)
+        },
+        skip: j => run.dropped?.has(j) === true
+      })
+    } catch (err) {
+      this.localFailure ??= err instanceof Error ? err : new Error(String(err)) // a bug of ours: fail the fetch, loudly
+    } finally {
+      await Promise.all(landing)
+      this.wanRuns.delete(ctl)
+      for (const i of indices) if (this.wanQueued.get(i)?.run === run) this.wanQueued.delete(i)
+      if (reported < indices.length) this.settled(indices.length - reported)
+    }
+  }
+
+  private settled (n: number): void {
+    this.inFlight -= n
+    if (this.inFlight === 0) this.drained?.()
+    this.kick()
+  }
+
+  // A fetched, verified blob: stored, then counted as landed (for the scheduler, the site, the progress and the byte counters).
+  private async land (index: number, from: string, source: string, blob: Uint8Array): Promise<void> {
+    try {
+      // absent: only chunks the presence scan found missing are planned (a duplicate landing just rewrites the same bytes)
+      await this.o.store.put(this.table.cidBytes(index), blob, { durable: false, verified: true, absent: true })
+      const stored = this.o.onStored?.(index, blob)
+      if (stored !== undefined) await stored
+    } catch (err) {
+      this.scheduler.requestFailed(index, from)
+      this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+      return
+    }
+    if (from === WAN) {
+      this.wanOkAt = Date.now()
+      this.wanFailures = 0
+      if (++this.wanLanded % 64 === 0) this.adaptWanLimit(false) // a fast WAN opens up sooner than the tick
+    }
+    this.cancel(this.scheduler.chunkLanded(index, from))
+    this.o.have.set(index)
+    this.o.site?.have(this.o.release, index)
+    this.o.progress.blobs++
+    this.o.progress.bytes += blob.byteLength
+    try {
+      const counted = this.o.onBlob(source, blob.byteLength)
+      if (counted !== undefined) await counted
+    } catch (err) {
+      this.localFailure ??= err instanceof Error ? err : new Error(String(err))
     }
   }
 
@@ -399,7 +473,7 @@ export class ReleaseFetch {
     if (now - this.wanOkAt >= (this.o.wanGraceMs ?? WAN_DOWN_MS)) {
       this.wanDown = err instanceof Error ? err : new Error(String(err))
       // the other WAN requests would each wait for the bucket only to fail the same way
-      for (const [k, c] of this.running) if (k.endsWith(`:${WAN}`)) c.abort()
+      for (const c of this.wanRuns) c.abort()
       return
     }
     const pause = Math.min(WAN_RETRY_MAX_MS, WAN_RETRY_MS * 2 ** this.wanFailures++) * (1 + Math.random()) / 2 + WAN_RETRY_MS / 2
@@ -407,17 +481,5 @@ export class ReleaseFetch {
     this.o.log?.('WAN fetch failed; WAN requests resume after a pause', { pauseMs: Math.round(pause), err })
     clearTimeout(this.wanHoldTimer)
     this.wanHoldTimer = setTimeout(() => { this.kick() }, pause + 1)
-  }
-
-  private async fetchOne (index: number, size: number, cid: Uint8Array, from: string, signal: AbortSignal): Promise<{ blob: Uint8Array, source: string }> {
-    if (from === WAN) {
-      try {
-        const { blob, source } = await this.o.wan.fetch(cid, size, signal, this.o.soft, () => this.wanSent.add(index))
-        return { blob, source: source.kind }
-      } finally {
-        this.wanSent.delete(index)
-      }
-    }
-    return { blob: await this.o.client.fetch(peerIdFromString(from), cid, size, signal), source: from }
   }
 }

@@ -236,6 +236,56 @@ describe('blobs protocol', () => {
     await expect(bc2.fetch(silent.peerId, randomBytes(32), 100)).rejects.toThrow(/waiting for data/)
   })
 
+  it('fetchBatch reports every item once (blob or error), then resolves; abort fails what is left; skip drops queued requests unsent', async () => {
+    const [server, node] = await Promise.all([pool.create(), pool.create()])
+    const source = new MemorySource()
+    const blobs = Array.from({ length: 6 }, () => source.addRandom(2000))
+    const stats = new BlobServerStats()
+    await registerBlobsProtocol(server, source, { maxInflightPerStream: 1, stats })
+    const bc = client(node)
+    const outcomes = new Map<number, Uint8Array | Error>()
+    const record = (i: number, blob: Uint8Array | undefined, err: Error | undefined): void => {
+      expect(outcomes.has(i)).toBe(false) // once per item
+      expect((blob === undefined) !== (err === undefined)).toBe(true) // one of the two
+      outcomes.set(i, blob ?? err!)
+    }
+    const missing = randomBytes(32)
+    const wants = [...blobs.slice(0, 3).map(b => ({ cid: b.cid, maxSize: 2000 })), { cid: missing, maxSize: 10 }, { cid: blobs[3]!.cid, maxSize: 1999 }]
+    const sent: number[] = []
+    await bc.fetchBatch(server.peerId, wants, record, { onSent: i => sent.push(i) })
+    expect(outcomes.size).toBe(5)
+    for (let i = 0; i < 3; i++) expect(Buffer.from(outcomes.get(i) as Uint8Array).equals(blobs[i]!.blob)).toBe(true)
+    expect(outcomes.get(3)).toBeInstanceOf(BlobNotFoundError)
+    expect(outcomes.get(4)).toBeInstanceOf(Error) // larger than the caller allows: the server refuses it
+    expect(sent).toEqual([0, 1, 2, 3, 4]) // one in flight at a time (the server's limit), in order
+
+    // skip: asked when an item's turn to be sent comes; a dropped item never reaches the server
+    outcomes.clear()
+    const before = stats.requests
+    const dropped = new Set([1, 3])
+    await bc.fetchBatch(server.peerId, blobs.slice(0, 4).map(b => ({ cid: b.cid, maxSize: 2000 })), record, { skip: i => dropped.has(i) })
+    expect(outcomes.get(1)).toBeInstanceOf(NetAbortedError)
+    expect(outcomes.get(3)).toBeInstanceOf(NetAbortedError)
+    expect(Buffer.from(outcomes.get(2) as Uint8Array).equals(blobs[2]!.blob)).toBe(true)
+    expect(stats.requests - before).toBe(2)
+
+    // abort after the first blob: the rest fail with NetAbortedError, each once, and the promise resolves
+    outcomes.clear()
+    const ac = new AbortController()
+    await bc.fetchBatch(server.peerId, blobs.map(b => ({ cid: b.cid, maxSize: 2000 })), (i, blob, err) => {
+      record(i, blob, err)
+      if (i === 0) ac.abort()
+    }, { signal: ac.signal })
+    expect(outcomes.size).toBe(6)
+    expect(outcomes.get(0)).toBeInstanceOf(Uint8Array)
+    for (let i = 1; i < 6; i++) expect(outcomes.get(i)).toBeInstanceOf(NetAbortedError)
+    // an empty run resolves at once; a bad cid rejects before anything is sent
+    await bc.fetchBatch(server.peerId, [], record)
+    await expect(bc.fetchBatch(server.peerId, [{ cid: new Uint8Array(3), maxSize: 1 }], record)).rejects.toThrow(/32 bytes/)
+    // and the stream still serves
+    expect(Buffer.from(await bc.fetch(server.peerId, blobs[5]!.cid, 2000)).equals(blobs[5]!.blob)).toBe(true)
+  })
+
   it('drops a server that keeps a cancelled request open (trickling, ignoring CANCEL): requests queued behind it fail, they do not wait forever', async () => {
     const [server, node] = await Promise.all([pool.create(), pool.create()])
     // one request in flight at a time; each answered with one byte every 100 ms, CANCEL ignored

@@ -7,7 +7,7 @@ import { cidToHex } from '../../src/core/seal.js'
 import { BlobBusyError, BlobVerifyError } from '../../src/net/errors.js'
 import { normalizeOriginUrl, OriginClient, OriginError } from '../../src/net/origin-client.js'
 import { TokenBucket } from '../../src/swarm/token-bucket.js'
-import { BUSY_RETRY_FOR_MS, BUSY_RETRY_MS, WanSources, type WanSource } from '../../src/swarm/wan-sources.js'
+import { BUSY_RETRY_FOR_MS, BUSY_RETRY_MS, singleBlobSource, WanSources, type WanSource } from '../../src/swarm/wan-sources.js'
 
 const blob = Buffer.from('a blob of ciphertext, as far as anyone outside the fleet can tell')
 const cid = createHash('sha256').update(blob).digest()
@@ -91,15 +91,11 @@ describe('OriginClient', () => {
 })
 
 describe('WanSources', () => {
-  const source = (kind: 'seed' | 'origin', name: string, behave: () => Uint8Array | Error, calls: string[]): WanSource => ({
-    kind,
-    name,
-    fetch: async () => {
-      calls.push(name)
-      const r = behave()
-      if (r instanceof Error) throw r
-      return r
-    }
+  const source = (kind: 'seed' | 'origin', name: string, behave: () => Uint8Array | Error, calls: string[]): WanSource => singleBlobSource(kind, name, async () => {
+    calls.push(name)
+    const r = behave()
+    if (r instanceof Error) throw r
+    return r
   })
 
   it('fails over in order, puts a failed source at the back for a while, and reports every failure', async () => {
@@ -137,6 +133,62 @@ describe('WanSources', () => {
     await expect(new WanSources([source('seed', 'a', () => { throw new Error('never') }, calls)], new TokenBucket({ rate: 1000 })).fetch(cid, 10, ctl.signal)).rejects.toThrow()
     expect(calls).toEqual([])
     await expect(new WanSources([], new TokenBucket({ rate: 0 })).fetch(cid, 10, new AbortController().signal)).rejects.toThrow(/ERR_NET_NO_SOURCE|no WAN source/)
+  })
+
+  it('fetchBatch: what a source does not serve goes to the next; a source that serves part of a run is not passed over, one that serves none is', async () => {
+    const blobs = Array.from({ length: 4 }, (_, i) => Buffer.from(`blob ${i}`))
+    const wants = blobs.map(b => ({ cid: createHash('sha256').update(b).digest(), maxSize: b.length }))
+    const asked: Record<string, number[]> = { seed: [], origin: [] }
+    const failures: string[] = []
+    let seedHas = new Set([0, 2])
+    const fake = (name: string, has: () => Set<number>): WanSource => ({
+      kind: name === 'seed' ? 'seed' : 'origin',
+      name,
+      fetchBatch: async (ws, onItem) => {
+        for (let j = 0; j < ws.length; j++) {
+          const i = wants.findIndex(w => w.cid.equals(ws[j]!.cid))
+          asked[name]!.push(i)
+          if (has().has(i)) onItem(j, blobs[i], undefined)
+          else if (name === 'seed' && i === 3) onItem(j, undefined, new BlobBusyError(name, 'x'))
+          else onItem(j, undefined, new OriginError(name, 'not here'))
+        }
+      }
+    })
+    let t = 0
+    const wan = new WanSources([fake('seed', () => seedHas), fake('origin', () => new Set([0, 1, 2, 3]))], new TokenBucket({ rate: 0 }), (s) => failures.push(s.name), () => t)
+    const got = new Map<number, string>()
+    await wan.fetchBatch(wants, (i, g, err) => {
+      expect(got.has(i)).toBe(false)
+      expect(err).toBeUndefined()
+      expect(Buffer.from(g!.blob).equals(blobs[i]!)).toBe(true)
+      got.set(i, g!.source.name)
+    }, { signal: new AbortController().signal })
+    expect([...got].sort()).toEqual([[0, 'seed'], [1, 'origin'], [2, 'seed'], [3, 'origin']])
+    expect(asked).toEqual({ seed: [0, 1, 2, 3], origin: [1, 3] }) // only the rest went on
+    expect(failures).toEqual(['seed']) // blob 1's failure is reported; busy (blob 3) is not
+    expect(wan.order().map(s => s.name)).toEqual(['seed', 'origin']) // served half: still first
+
+    // a seed that serves none of a run is passed over for a while
+    seedHas = new Set()
+    asked.seed = []
+    asked.origin = []
+    await wan.fetchBatch(wants.slice(0, 2), () => {}, { signal: new AbortController().signal })
+    expect(asked).toEqual({ seed: [0, 1], origin: [0, 1] })
+    expect(wan.order().map(s => s.name)).toEqual(['origin', 'seed'])
+    t += 60_000
+    expect(wan.order().map(s => s.name)).toEqual(['seed', 'origin'])
+
+    // a source that reports out of order and fails everything: the next gets each cid under its own item
+    const reversed: WanSource = { kind: 'seed', name: 'rev', fetchBatch: async (ws, onItem) => { for (let j = ws.length - 1; j >= 0; j--) onItem(j, undefined, new OriginError('rev', 'down')) } }
+    const landed = new Map<number, Uint8Array>()
+    await new WanSources([reversed, fake('origin', () => new Set([0, 1, 2, 3]))], new TokenBucket({ rate: 0 })).fetchBatch(wants, (i, g) => { landed.set(i, g!.blob) }, { signal: new AbortController().signal })
+    for (let i = 0; i < 4; i++) expect(Buffer.from(landed.get(i)!).equals(blobs[i]!)).toBe(true)
+
+    // every source fails an item: it gets the last source's error, the others still land
+    const errs = new Map<number, Error>()
+    await new WanSources([fake('seed', () => new Set([0]))], new TokenBucket({ rate: 0 })).fetchBatch(wants.slice(0, 2), (i, g, err) => { if (err !== undefined) errs.set(i, err) }, { signal: new AbortController().signal })
+    expect([...errs.keys()]).toEqual([1])
+    expect(errs.get(1)).toBeInstanceOf(OriginError)
   })
 
   it('asks a busy seed again after a pause instead of failing the fetch; gives up after BUSY_RETRY_FOR_MS or when aborted', async () => {
