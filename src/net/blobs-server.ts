@@ -63,7 +63,8 @@ export async function registerBlobsProtocol (node: Libp2p, source: BlobSource, o
     maxInflightTotal: opts.maxInflightTotal ?? BLOBS_DEFAULT_MAX_INFLIGHT_TOTAL
   }
   if (!(limits.maxInflight >= 1 && limits.maxInflight <= 0xffff)) throw new RangeError('maxInflightPerStream must be within 1…65535')
-  const shared: Shared = { source, limits, stats: opts.stats ?? new BlobServerStats(), totalInflight: 0 }
+  const sendBatch = admission?.mode === 'pnet' ? SEND_BATCH_PNET : SEND_BATCH
+  const shared: Shared = { source, limits, stats: opts.stats ?? new BlobServerStats(), totalInflight: 0, sendBatch }
   const sessions = new Set<ServerSession>()
 
   await node.handle(BLOBS_PROTOCOL, async (stream: Stream, connection: Connection) => {
@@ -87,15 +88,27 @@ export async function registerBlobsProtocol (node: Libp2p, source: BlobSource, o
 }
 
 /**
- * Blob bytes gathered into one send, at most (plus one DATA piece): a yamux frame holds up to
- * 256 KiB - 12 bytes by default, so a batch stays one muxer frame and one window update.
+ * Blob bytes gathered into one send, at most (plus one DATA piece). Every send is a muxer frame
+ * (or a few, while yamux's window is still small), and the receiver answers each with a window
+ * update, its own Noise message and socket write; on loopback a write costs the receiver more
+ * than the frame. ~1 MiB (about the 64 blobs of read-ahead) against ~188 KiB: endpoint CPU
+ * −19 %, throughput +17 % (docs/bench-daemon.md, session 11); 512 KiB and 2 MiB (with 128 of
+ * read-ahead) did no better.
  */
-const SEND_BATCH = 3 * BLOBS_MAX_CHUNK - 4096
+const SEND_BATCH = 16 * BLOBS_MAX_CHUNK - 4096
+/**
+ * …and under pnet, what it was before (~188 KiB): the `xsalsa20` package beneath @libp2p/pnet
+ * grows its WebAssembly memory by about a write's size each time the connection's two directions
+ * take turns, and never shrinks it, so larger writes reach its maximum sooner (1 MiB sends died
+ * with "WebAssembly.Memory.grow(): Maximum memory size exceeded" within 1 GiB in bench/net.ts;
+ * docs/security.md).
+ */
+const SEND_BATCH_PNET = 3 * BLOBS_MAX_CHUNK - 4096
 /** How long a send waits for reads in flight to fill its batch. */
 const GATHER_MAX_MS = 5
 
 interface Limits { maxInflight: number, readAhead: number, readAheadBytes: number, maxInflightTotal: number }
-interface Shared { source: BlobSource, limits: Limits, stats: BlobServerStats, totalInflight: number }
+interface Shared { source: BlobSource, limits: Limits, stats: BlobServerStats, totalInflight: number, sendBatch: number }
 
 interface Req {
   reqId: number
@@ -267,7 +280,7 @@ class ServerSession {
         // (reads complete one at a time) tripled the receiver's CPU per blob against full frames
         // (docs/bench-daemon.md, 2026-12-02). Each read that lands wakes us to look again.
         // A read that hangs holds the batch back GATHER_MAX_MS at most.
-        if (this.#reading > 0 && this.#credit > 0 && !this.#inputEnded && this.#readyBytes() < SEND_BATCH && !this.#gatherExpired) {
+        if (this.#reading > 0 && this.#credit > 0 && !this.#inputEnded && this.#readyBytes() < this.#shared.sendBatch && !this.#gatherExpired) {
           this.#gatherTimer ??= setTimeout(() => { this.#gatherExpired = true; this.#signal() }, GATHER_MAX_MS)
           await new Promise<void>((resolve) => { this.#wake = resolve })
           continue
@@ -277,7 +290,7 @@ class ServerSession {
         this.#gatherExpired = false
         const batch: FramePayload[] = []
         let bytes = 0
-        while (this.#ready.length > 0 && bytes < SEND_BATCH) {
+        while (this.#ready.length > 0 && bytes < this.#shared.sendBatch) {
           const req = this.#ready[0]!
           if (!req.headerSent) {
             if (req.cancelled) { req.status = Status.CANCELLED; req.blob = undefined; this.#reserve(req, 0) }
@@ -328,7 +341,7 @@ class ServerSession {
     let n = 0
     for (const req of this.#ready) {
       n += (req.blob?.byteLength ?? 0) - req.offset
-      if (n >= SEND_BATCH) break
+      if (n >= this.#shared.sendBatch) break
     }
     return n
   }
