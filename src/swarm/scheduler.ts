@@ -136,6 +136,8 @@ export class Scheduler {
   private readonly avail: Int32Array
   /** Chunk indices in this peer's tie-break order, so equally rare chunks need no sort. */
   private readonly order: Uint32Array
+  /** order[0 … heldPrefix) are all held (mine never shrinks): plan() starts past them. */
+  private heldPrefix = 0
   /**
    * Ranking per chunk, computed on demand, dropped once I hold the chunk; a peer joining, leaving
    * or changing weight is moved in or out of each cached ranking (re-sorting every chunk for every
@@ -437,7 +439,13 @@ export class Scheduler {
     const copies = endgame ? this.o.endgameCopies : 1
     // Rarest first: bucket by number of sources, each bucket already in tie-break order.
     const buckets: number[][] = []
-    for (const i of this.order) {
+    // (held chunks only accumulate: the walk starts past the run of them at the front of the order)
+    while (this.heldPrefix < this.order.length && this.mine.has(this.order[this.heldPrefix]!)) this.heldPrefix++
+    const alone = this.members.size === 0
+    for (let k = this.heldPrefix; k < this.order.length; k++) {
+      // alone in the site, nothing comes from the LAN: once the WAN is full there is nothing left to plan
+      if (alone && this.wanFlight >= this.wanLimit) break
+      const i = this.order[k]!
       if (this.mine.has(i) || !this.wanted.has(i)) continue
       const n = sources(i)
       const asked = this.flight.get(i)
