@@ -4,6 +4,7 @@
 // Each step leaves a record in the state database before the next begins, so a restart (or a
 // kill -9) resumes where it stopped: blobs already on disk are never fetched again, an install
 // cut short is recovered by the installer into the old tree or the new one, then retried.
+import { hash } from 'node:crypto'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CoalescedTask } from '../core/coalesced.js'
@@ -12,7 +13,7 @@ import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type Hea
 import { ChunkTable, compactPayload, type CompactPayload, type PayloadLike } from '../core/chunk-table.js'
 import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
-import { cidFromHex } from '../core/seal.js'
+import { BlobAuthError, cidFromHex } from '../core/seal.js'
 import { MetadataExpiredError } from '../core/signed.js'
 import { HookFailedError } from '../install/errors.js'
 import type { Installer } from '../install/installer.js'
@@ -52,6 +53,9 @@ function isTransient (err: unknown): boolean {
 }
 /** A site member not the manifest's owner waits this long for a member to hold it before asking the seed. */
 const MANIFEST_WAIT_MS = 5_000
+
+/** Blobs read at a time when a failed install checks a release's blobs against their cids. */
+const CHECK_WINDOW = 64
 
 /** How long stop() lets requests in flight finish. */
 const STOP_GRACE_MS = 5_000
@@ -802,6 +806,7 @@ export class Endpoint {
     } catch (err) {
       // The installer removed what it wrote (docs/install.md); the install is retried when space returns.
       if (isDiskFull(err)) throw new StorageFullError(this.d.cfg.installRoot, `the tree of ${key}`, { cause: err })
+      if (err instanceof BlobAuthError) await this.dropChangedBlobs(key, base.manifestId, manifest)
       if (!(err instanceof HookFailedError)) throw err
       this.d.metrics.installs.inc({ result: 'failed' })
       await this.setState(key, {
@@ -811,6 +816,33 @@ export class Endpoint {
       })
       this.d.log.error({ release: key, hook: err.hook, exitCode: err.exitCode, active: err.activeVersion }, 'install failed; previous version kept')
     }
+  }
+
+  /**
+   * A held blob did not open at install. Every blob was checked against its cid when it was
+   * stored, so one has changed on disk since (a bad sector, a stray write): without this, the
+   * install failed the same way at every pass, for good. Each of the release's blobs is hashed
+   * again; those that no longer match their cid are deleted, and the next pass fetches them.
+   * (A blob that matches its cid and still does not open was sealed wrong by the publisher:
+   * nothing a fetch can fix, and the error says so at every pass.)
+   */
+  private async dropChangedBlobs (key: string, id: string, manifest: ManifestTable): Promise<void> {
+    const { table } = manifest.signed.chunks.distinct()
+    const changed: string[] = []
+    for (let i = 0; i < table.length; i += CHECK_WINDOW) {
+      const wants = []
+      for (let j = i; j < Math.min(table.length, i + CHECK_WINDOW); j++) wants.push({ cid: table.cidBytes(j), maxSize: table.size(j) })
+      const blobs = await this.d.blobs.getMany(wants)
+      for (let k = 0; k < wants.length; k++) {
+        const blob = blobs[k]
+        if (blob === null || blob === undefined || hash('sha256', blob, 'buffer').equals(wants[k]!.cid)) continue
+        await this.d.blobs.delete(wants[k]!.cid)
+        changed.push(Buffer.from(wants[k]!.cid).toString('hex'))
+      }
+    }
+    this.haveMaps.delete(id)
+    if (changed.length > 0) this.d.log.error({ release: key, changed: changed.length, cids: changed.slice(0, 10) }, 'held blobs no longer match their cid (changed on disk): deleted, fetched again at the next pass')
+    else this.d.log.error({ release: key }, 'a held blob does not open although it matches its cid: the release was sealed with another key')
   }
 
   /**
