@@ -261,7 +261,8 @@ export class ReleaseFetch {
   private cancel (reqs: LanRequest[]): void {
     for (const r of reqs) {
       if (r.peer !== WAN) { this.running.get(`${r.index}:${r.peer}`)?.abort(); continue }
-      // only WAN requests not yet sent are dropped (peerJoined's `cancellable`): skipped when their turn comes
+      // only WAN requests not yet sent are dropped (peerJoined's `cancellable`): skipped when their
+      // turn comes (their bytes went out of the bucket with their run: the share is under-used by them once)
       const q = this.wanQueued.get(r.index)
       if (q !== undefined) (q.run.dropped ??= new Set()).add(q.j)
     }
