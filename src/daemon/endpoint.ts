@@ -4,7 +4,6 @@
 // Each step leaves a record in the state database before the next begins, so a restart (or a
 // kill -9) resumes where it stopped: blobs already on disk are never fetched again, an install
 // cut short is recovered by the installer into the old tree or the new one, then retried.
-import { hash } from 'node:crypto'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CoalescedTask } from '../core/coalesced.js'
@@ -13,13 +12,13 @@ import { checkHeadAdvance, checkManifestInHead, decodeHead, verifyHead, type Hea
 import { ChunkTable, compactPayload, type CompactPayload, type PayloadLike } from '../core/chunk-table.js'
 import { decodeManifest, manifestId, manifestTable, openPayload, verifyManifest, type ManifestPayload, type ManifestTable, type SignedManifest } from '../core/manifest.js'
 import type { SignedRoot } from '../core/root.js'
-import { BlobAuthError, cidFromHex } from '../core/seal.js'
+import { BlobAuthError, cidFromHex, cidToHex } from '../core/seal.js'
 import { MetadataExpiredError } from '../core/signed.js'
 import { HookFailedError } from '../install/errors.js'
 import type { Installer } from '../install/installer.js'
 import { releaseSpec } from '../install/release-source.js'
 import type { BlobClient } from '../net/blobs.js'
-import type { BlobStorage } from '../store/blob-store.js'
+import { sha256Hex, type BlobStorage } from '../store/blob-store.js'
 import { BlobVerifyError } from '../net/errors.js'
 import { OriginClient } from '../net/origin-client.js'
 import { isDiskFull, StorageFullError, syncFilesystem } from '../store/fs-util.js'
@@ -835,9 +834,10 @@ export class Endpoint {
       const blobs = await this.d.blobs.getMany(wants)
       for (let k = 0; k < wants.length; k++) {
         const blob = blobs[k]
-        if (blob === null || blob === undefined || hash('sha256', blob, 'buffer').equals(wants[k]!.cid)) continue
+        const cid = cidToHex(wants[k]!.cid)
+        if (blob === null || blob === undefined || sha256Hex(blob) === cid) continue
         await this.d.blobs.delete(wants[k]!.cid)
-        changed.push(Buffer.from(wants[k]!.cid).toString('hex'))
+        changed.push(cid)
       }
     }
     this.haveMaps.delete(id)

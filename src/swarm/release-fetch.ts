@@ -278,7 +278,7 @@ export class ReleaseFetch {
       await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     }
     // One listener for the hard stop rather than an AbortSignal.any per request (a per-blob cost).
-    const cutAll = (): void => { for (const c of [...this.running.values(), ...this.wanRuns]) c.abort(this.o.hard.reason) }
+    const cutAll = (): void => { for (const c of this.controllers()) c.abort(this.o.hard.reason) }
     this.o.hard.addEventListener('abort', cutAll)
     this.wanSamples.push({ t: Date.now(), n: this.wanLanded })
     let ticks = 0
@@ -317,7 +317,7 @@ export class ReleaseFetch {
       this.haveKick = undefined
       // Stopping (soft): requests in flight may still land and be stored — the endpoint cuts them
       // with `hard` after a grace period; dropping them now would fetch them again after a restart.
-      if (!this.o.soft.aborted) for (const c of [...this.running.values(), ...this.wanRuns]) c.abort()
+      if (!this.o.soft.aborted) for (const c of this.controllers()) c.abort()
       if (this.inFlight > 0) await new Promise<void>(resolve => { this.drained = resolve })
       this.drained = undefined
       this.o.hard.removeEventListener('abort', cutAll)
@@ -350,7 +350,7 @@ export class ReleaseFetch {
       }
       await this.land(index, peer, peer, blob)
     } catch (err) {
-      this.localFailure ??= err instanceof Error ? err : new Error(String(err)) // a bug of ours: fail the fetch, loudly
+      this.failLocally(err) // a bug of ours: fail the fetch, loudly
     } finally {
       if (this.running.get(key) === ctl) this.running.delete(key)
       this.settled(1)
@@ -377,7 +377,7 @@ export class ReleaseFetch {
         reported++
         const index = indices[j]!
         this.wanSent.delete(index)
-        if (this.wanQueued.get(index)?.run === run) this.wanQueued.delete(index)
+        this.unqueue(run, index)
         if (got === undefined) {
           // dropped unsent (a joining peer took the chunk over): the scheduler settled it then, and
           // may have planned it again since — a requestFailed now would settle that new request
@@ -386,7 +386,7 @@ export class ReleaseFetch {
           return
         }
         landing.push(this.land(index, WAN, got.source.kind, got.blob)
-          .catch((e: unknown) => { this.localFailure ??= e instanceof Error ? e : new Error(String(e)) })
+          .catch((e: unknown) => { this.failLocally(e) })
           .finally(() => { this.settled(1) }))
       }, {
         signal: ctl.signal,
@@ -394,18 +394,33 @@ export class ReleaseFetch {
         onSent: j => {
           const index = indices[j]!
           this.wanSent.add(index)
-          if (this.wanQueued.get(index)?.run === run) this.wanQueued.delete(index)
+          this.unqueue(run, index)
         },
         skip: j => run.dropped?.has(j) === true
       })
     } catch (err) {
-      this.localFailure ??= err instanceof Error ? err : new Error(String(err)) // a bug of ours: fail the fetch, loudly
+      this.failLocally(err) // a bug of ours: fail the fetch, loudly
     } finally {
       await Promise.all(landing)
       this.wanRuns.delete(ctl)
-      for (const i of indices) if (this.wanQueued.get(i)?.run === run) this.wanQueued.delete(i)
+      for (const i of indices) this.unqueue(run, i)
       if (reported < indices.length) this.settled(indices.length - reported)
     }
+  }
+
+  // (a later run may have queued the same chunk again: only this run's entry is removed)
+  private unqueue (run: WanRun, index: number): void {
+    if (this.wanQueued.get(index)?.run === run) this.wanQueued.delete(index)
+  }
+
+  /** A fetched blob could not be stored or counted (disk full), or a bug of ours: fatal to this fetch. */
+  private failLocally (err: unknown): void {
+    this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+  }
+
+  /** Every request controller: LAN requests and WAN runs. */
+  private controllers (): AbortController[] {
+    return [...this.running.values(), ...this.wanRuns]
   }
 
   private settled (n: number): void {
@@ -423,7 +438,7 @@ export class ReleaseFetch {
       if (stored !== undefined) await stored
     } catch (err) {
       this.scheduler.requestFailed(index, from)
-      this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+      this.failLocally(err)
       return
     }
     if (from === WAN) {
@@ -440,7 +455,7 @@ export class ReleaseFetch {
       const counted = this.o.onBlob(source, blob.byteLength)
       if (counted !== undefined) await counted
     } catch (err) {
-      this.localFailure ??= err instanceof Error ? err : new Error(String(err))
+      this.failLocally(err)
     }
   }
 
